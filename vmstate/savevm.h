@@ -198,6 +198,13 @@ int ferry_save_complete(struct ferry_writer *w, struct ferry_devices *devs,
 int ferry_save_snapshot(struct ferry_writer *w, struct ferry_devices *devs,
 			const struct ferry_stream_config *cfg);
 
+/* What the loader does after EOF (FORMAT.md §3). */
+enum ferry_vmdesc_mode {
+	FERRY_VMDESC_OPTIONAL = 0, /* read it if the stream goes on (files, pipes that end) */
+	FERRY_VMDESC_REQUIRED = 1, /* it must follow EOF */
+	FERRY_VMDESC_NONE = 2,	   /* stop at EOF: a live socket whose sender sends none */
+};
+
 /**
  * struct ferry_load_config - the destination's expectations and callbacks.
  * @machine:      the local machine type; the stream's must match (NULL: any)
@@ -210,6 +217,9 @@ int ferry_save_snapshot(struct ferry_writer *w, struct ferry_devices *devs,
  *                on or a negative error to stop. NULL: every command except
  *                OPEN_RETURN_PATH and PING is refused. Loader's thread.
  * @opaque:       passed to @command
+ * @vmdesc_mode:  whether to read the vmdesc after EOF; OPTIONAL (the zero
+ *                value) reads until the stream ends, so on a live socket
+ *                use REQUIRED or NONE to match what the sender does
  * @vmdesc:       if non-NULL, receives the vmdesc JSON (malloc'd, NUL-terminated;
  *                the caller frees it) or NULL when the stream has none
  */
@@ -220,6 +230,7 @@ struct ferry_load_config {
 	const uint8_t *uuid;
 	int (*command)(void *opaque, uint16_t cmd, const uint8_t *data, uint16_t len);
 	void *opaque;
+	enum ferry_vmdesc_mode vmdesc_mode;
 	char **vmdesc;
 };
 

@@ -685,6 +685,35 @@ int ferry_peek_u8(struct ferry_reader *r)
 	return r->buf[r->pos];
 }
 
+int ferry_peek_buffer(struct ferry_reader *r, void *dst, size_t len)
+{
+	if (len > 1024)
+		return -EINVAL;
+	if (r->err)
+		return r->err;
+	/* Own buffer: move the unread tail to the front and top it up. */
+	while (r->len - r->pos < len && r->ops && !r->eof) {
+		ssize_t n;
+
+		if (r->pos > 0) {
+			memmove(r->own_buf, r->own_buf + r->pos, r->len - r->pos);
+			r->len -= r->pos;
+			r->pos = 0;
+		}
+		n = r->ops->read(r->opaque, r->own_buf + r->len, RD_BUF_SIZE - r->len);
+		if (n < 0)
+			return ferry_reader_fail(r, (int)n, "read failed: %s",
+						 ferry_strerror((int)n));
+		if (n == 0)
+			r->eof = true;
+		r->len += (size_t)n;
+	}
+	if (len > r->len - r->pos)
+		len = r->len - r->pos;
+	memcpy(dst, r->buf + r->pos, len);
+	return (int)len;
+}
+
 bool ferry_reader_at_eof(struct ferry_reader *r)
 {
 	return ferry_peek_u8(r) == FERRY_ETRUNCATED;

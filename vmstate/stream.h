@@ -173,6 +173,13 @@ int ferry_reader_skip(struct ferry_reader *r, uint64_t len);
  */
 int ferry_peek_u8(struct ferry_reader *r);
 
+/**
+ * ferry_peek_buffer() - copy the next @len bytes (at most 1024) without consuming them.
+ * Returns @len, fewer when the stream ends first (not an error), or a
+ * negative error (-EINVAL for @len above 1024).
+ */
+int ferry_peek_buffer(struct ferry_reader *r, void *dst, size_t len);
+
 /** ferry_reader_at_eof() - true when no byte is left (may read from the source). */
 bool ferry_reader_at_eof(struct ferry_reader *r);
 

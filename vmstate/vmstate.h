@@ -290,6 +290,21 @@ struct ferry_vmsd {
 	}
 
 /*
+ * Variable array of structs: member @f is `t f[cap]`, member @cnt (type @ct,
+ * kind @ck) says how many are in use; a loaded count above @cap is refused.
+ */
+#define FERRY_VMS_STRUCT_VARRAY(s, f, cap, cnt, ct, ck, d, t)                                      \
+	{                                                                                          \
+		.name = #f, .kind = FERRY_VMS_STRUCT, .flags = FERRY_VMS_F_VARRAY,                 \
+		.offset = FERRY_VMS_AOFF_(s, f, t, cap), .size = sizeof(t), .num = (cap),          \
+		.count_offset = FERRY_VMS_OFF_(s, cnt, ct), .count_kind = (ck), .vmsd = &(d),      \
+	}
+#define FERRY_VMS_STRUCT_VARRAY_UINT32(s, f, cap, cnt, d, t)                                       \
+	FERRY_VMS_STRUCT_VARRAY(s, f, cap, cnt, uint32_t, FERRY_VMS_UINT32, d, t)
+#define FERRY_VMS_STRUCT_VARRAY_INT32(s, f, cap, cnt, d, t)                                        \
+	FERRY_VMS_STRUCT_VARRAY(s, f, cap, cnt, int32_t, FERRY_VMS_INT32, d, t)
+
+/*
  * Array of pointers to structs: member @f is `t *f[n]`. A NULL element travels
  * as the single byte 0x30 and must be NULL on the destination too; a non-NULL
  * one as the struct's payload into the destination's (existing) object.
