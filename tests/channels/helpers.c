@@ -131,6 +131,12 @@ static void *ct_sender_main(void *arg)
 		s->ret = c;
 	if (!s->ret && s->shutdown_write)
 		s->ret = ferry_channel_shutdown_write(s->ch);
+	if (s->close) {
+		c = ferry_channel_close(s->ch);
+		s->ch = NULL;
+		if (!s->ret)
+			s->ret = c;
+	}
 	return NULL;
 }
 
@@ -149,26 +155,78 @@ int ct_sender_join(struct ct_sender *s)
 	return s->ret;
 }
 
-void ct_transfer_big(struct ferry_channel *src, struct ferry_channel *dst)
+void ct_transfer(struct ferry_channel *src, struct ferry_channel *dst, size_t pages, bool close_src)
 {
-	uint8_t *ram = ct_ram_new(CT_BIG_PAGES, 0x1234);
-	uint8_t *out = ct_ram_zeroed(CT_BIG_PAGES);
-	struct ct_sender s = {.ch = src, .ram = ram, .pages = CT_BIG_PAGES, .shutdown_write = true};
+	uint8_t *ram = ct_ram_new(pages, 0x1234 + pages);
+	uint8_t *out = ct_ram_zeroed(pages);
+	struct ct_sender s = {.ch = src,
+			      .ram = ram,
+			      .pages = pages,
+			      .shutdown_write = !close_src,
+			      .close = close_src};
 	struct ferry_reader *r;
 	int ret;
 
 	cr_assert_eq(ferry_channel_reader(dst, &r), 0);
 	ct_sender_start(&s);
-	ret = ct_recv_pages(r, out, CT_BIG_PAGES);
+	ret = ct_recv_pages(r, out, pages);
 	cr_assert_eq(ret, 0, "receive: %s", ferry_reader_errmsg(r));
-	/* The sender half-closed: the stream ends exactly here. */
+	/* The sender ended the stream: it ends exactly here. */
 	cr_assert(ferry_reader_at_eof(r));
-	cr_assert_eq(ferry_reader_offset(r), (uint64_t)CT_BIG_PAGES * (CT_PAGE + 8) + 4);
+	cr_assert_eq(ferry_reader_error(r), 0);
+	cr_assert_eq(ferry_reader_offset(r), (uint64_t)pages * (CT_PAGE + 8) + 4);
 	ferry_reader_destroy(r);
 	cr_assert_eq(ct_sender_join(&s), 0, "send: %s", ferry_strerror(s.ret));
-	cr_assert(memcmp(ram, out, CT_BIG_BYTES) == 0, "received pages differ");
-	ct_ram_free(ram, CT_BIG_PAGES);
-	ct_ram_free(out, CT_BIG_PAGES);
+	cr_assert(memcmp(ram, out, pages * CT_PAGE) == 0, "received pages differ");
+	ct_ram_free(ram, pages);
+	ct_ram_free(out, pages);
+}
+
+void ct_pair(const char *listen_text, struct ferry_channel **src, struct ferry_channel **dst)
+{
+	struct ferry_listener *l;
+	struct ferry_uri u;
+	char text[256];
+
+	cr_assert_eq(ferry_uri_parse(listen_text, &u), 0, "%s", u.err);
+	cr_assert_eq(ferry_listener_create(&u, &l), 0, "listen on %s", listen_text);
+	/* Connect to the port the listener got (port 0 picks one). */
+	if (u.scheme == FERRY_URI_TCP) {
+		u.port = (uint16_t)ferry_listener_port(l);
+		cr_assert_gt(u.port, 0);
+	}
+	ferry_uri_format(&u, text, sizeof(text));
+	/* The kernel completes the handshake into the backlog: no thread needed. */
+	cr_assert_eq(ferry_channel_connect(&u, 5000, src), 0, "connect to %s", text);
+	cr_assert_eq(ferry_listener_accept(l, 5000, dst), 0);
+	ferry_listener_destroy(l);
+}
+
+static void *ct_reader_main(void *arg)
+{
+	struct ct_reader_thread *t = arg;
+	struct ferry_reader *r;
+	void *buf = malloc(t->len);
+
+	if (!buf) {
+		t->ret = -ENOMEM;
+		return NULL;
+	}
+	t->ret = ferry_channel_reader(t->ch, &r);
+	if (t->ret == 0) {
+		ferry_get_buffer(r, buf, t->len);
+		t->ret = ferry_reader_error(r);
+		ferry_reader_destroy(r);
+	}
+	free(buf);
+	return NULL;
+}
+
+void ct_reader_start(struct ct_reader_thread *t)
+{
+	t->thread = malloc(sizeof(pthread_t));
+	cr_assert_not_null(t->thread);
+	cr_assert_eq(pthread_create(t->thread, NULL, ct_reader_main, t), 0);
 }
 
 static pthread_mutex_t ct_log_lock = PTHREAD_MUTEX_INITIALIZER;

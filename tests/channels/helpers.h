@@ -40,6 +40,7 @@ struct ct_sender {
 	const uint8_t *ram;
 	size_t pages;
 	bool shutdown_write; /* half-close after the last page */
+	bool close;	     /* or close the channel (a pipe cannot half-close) */
 	int ret;
 	void *thread; /* pthread_t storage */
 };
@@ -47,10 +48,26 @@ void ct_sender_start(struct ct_sender *s);
 int ct_sender_join(struct ct_sender *s);
 
 /*
- * Move CT_BIG_BYTES from @src to @dst (a writer thread on @src, a reader
- * here on @dst) and assert that every byte arrived in its place.
+ * Move @pages pages from @src to @dst (a writer thread on @src, a reader here
+ * on @dst) and assert that every byte arrived in its place and that the
+ * stream ends right after. @close_src: the sender thread closes @src to end
+ * the stream (then @src is gone), else it half-closes it.
  */
-void ct_transfer_big(struct ferry_channel *src, struct ferry_channel *dst);
+void ct_transfer(struct ferry_channel *src, struct ferry_channel *dst, size_t pages,
+		 bool close_src);
+#define ct_transfer_big(src, dst) ct_transfer((src), (dst), CT_BIG_PAGES, false)
+
+/* A connected pair through a listener on @listen_text: @src connected, @dst accepted. */
+void ct_pair(const char *listen_text, struct ferry_channel **src, struct ferry_channel **dst);
+
+/* A thread blocked reading @len bytes from @ch; ret is the reader's error. */
+struct ct_reader_thread {
+	struct ferry_channel *ch;
+	size_t len;
+	int ret;
+	void *thread;
+};
+void ct_reader_start(struct ct_reader_thread *t);
 
 /* Capture every log message (all levels) into a buffer for ct_log_has(). */
 void ct_log_capture(void);
