@@ -1013,7 +1013,8 @@ static uint8_t *golden_edit(size_t at, size_t n, const uint8_t *rep, size_t m, s
 {
 	uint8_t *b = malloc(sizeof(golden) + m);
 	memcpy(b, golden, at);
-	memcpy(b + at, rep, m);
+	if (m)
+		memcpy(b + at, rep, m);
 	memcpy(b + at + m, golden + at + n, sizeof(golden) - at - n);
 	*len = sizeof(golden) - n + m;
 	return b;
