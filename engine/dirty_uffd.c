@@ -473,11 +473,12 @@ static void handle_fault(struct uffd_log *u, uintptr_t addr)
  * and the madvise does not return before this thread has read the event. The
  * discard itself changes the page (it reads back as zeroes), and a write after
  * it may land without a fault (an emptied entry of anonymous memory keeps no
- * protection), so the range is marked: whatever a sync protects and takes
- * before the marks are set, the sync after them reports the range, and a copy
- * made after that sync holds the zeroes and any such write. Where empty entries
- * cannot carry the protection at all (no WP_UNPOPULATED), the next sync faults
- * the zero page back in before protecting.
+ * protection), so the range is marked. The thread reads and marks under the
+ * lock, so once the madvise has returned, any sync that follows finds the marks
+ * and reports the range; a copy made after it holds the zeroes and any such
+ * write. Where empty entries cannot carry the protection at all (no
+ * WP_UNPOPULATED), the next sync also faults the zero page back in before
+ * protecting.
  *
  * A sync waits for the fault lock at most as long as the thread needs to serve
  * one batch of messages; the thread waits at most one block's re-protection.
@@ -494,12 +495,18 @@ static void *sync_fault_thread(void *arg)
 				      {.fd = u->wake_fd, .events = POLLIN}};
 		if (poll(p, 2, 1000) <= 0 || (p[1].revents & POLLIN))
 			continue;
-		ssize_t n = read(u->uffd, msgs, sizeof(msgs));
-		if (n <= 0)
-			continue;
+		/*
+		 * Lock before reading: reading a REMOVE event lets its madvise return,
+		 * and a sync that starts after that must find the range marked.
+		 */
 		atomic_store(&u->fault_waiting, true);
 		pthread_mutex_lock(&u->fault_lock);
 		atomic_store(&u->fault_waiting, false);
+		ssize_t n = read(u->uffd, msgs, sizeof(msgs));
+		if (n <= 0) {
+			pthread_mutex_unlock(&u->fault_lock);
+			continue;
+		}
 		for (size_t i = 0; i < (size_t)n / sizeof(msgs[0]); i++) {
 			const struct uffd_msg *m = &msgs[i];
 			if (m->event == UFFD_EVENT_PAGEFAULT)
