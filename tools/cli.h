@@ -15,11 +15,22 @@
 
 /* X(name, one-line help), in the order `ferry help` lists them. */
 #define FERRY_CLI_COMMANDS(X)                                                                      \
+	X(send, "live-migrate a synthetic guest to a URI (tcp:, unix:, file:, exec:, fd:)")        \
+	X(listen, "receive a synthetic guest from `ferry send` and verify every page")             \
+	X(sample, "write a savevm v3 stream of the sample devices to a file")                      \
 	X(inspect, "decode a savevm v3 stream (ferry's or QEMU's) and print it as JSON")
 
 #define FERRY_CLI_DECLARE_(name, help) int ferry_cmd_##name(int argc, char **argv);
 FERRY_CLI_COMMANDS(FERRY_CLI_DECLARE_)
 #undef FERRY_CLI_DECLARE_
+
+/* Sizes and rates with K/M/G/T suffixes (binary), e.g. "1G", "100M", "64MiB/s". */
+int cli_parse_size(const char *s, uint64_t *out);
+
+/* A migration's statistics as a JSON object (jansson; the caller owns it). */
+struct ferry_stats;
+struct json_t;
+struct json_t *cli_stats_json(const struct ferry_stats *st);
 
 /* Exit statuses shared by every subcommand. */
 enum {
