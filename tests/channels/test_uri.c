@@ -9,6 +9,8 @@
 
 #include "helpers.h"
 
+TestSuite(channels_uri, .timeout = 10);
+
 struct good_case {
 	const char *text;
 	enum ferry_uri_scheme scheme;
