@@ -51,11 +51,18 @@ int ferry_engine_create(struct ferry_engine **out)
 	pthread_mutex_init(&eng->lock, NULL);
 	pthread_mutex_init(&eng->conn_lock, NULL);
 	pthread_cond_init(&eng->cond, NULL);
+	pthread_mutex_init(&eng->dp.lock, NULL);
+	pthread_cond_init(&eng->dp.cond, NULL);
 	ret = ferry_devices_create(&eng->devs);
 	if (ret < 0)
 		goto err;
 	/* RAM first: it gets section id 0 and leads every stream, as in QEMU. */
 	ret = ferry_devices_add_iterative(eng->devs, "ram", 0, &eng_ram_ops, eng);
+	if (ret < 0)
+		goto err;
+	/* The data path's negotiation: sent only when a migration uses one. */
+	ret = ferry_devices_add(eng->devs, eng_dp_nego_vmsd.name, 0, &eng_dp_nego_vmsd,
+				&eng->dp.nego);
 	if (ret < 0)
 		goto err;
 	*out = eng;
@@ -72,8 +79,11 @@ void ferry_engine_destroy(struct ferry_engine *eng)
 	ferry_engine_cancel(eng);
 	ferry_engine_wait(eng);
 	eng_ram_release(eng);
+	eng_dp_fini(eng);
 	free(eng->blocks);
 	ferry_devices_destroy(eng->devs);
+	pthread_cond_destroy(&eng->dp.cond);
+	pthread_mutex_destroy(&eng->dp.lock);
 	pthread_cond_destroy(&eng->cond);
 	pthread_mutex_destroy(&eng->conn_lock);
 	pthread_mutex_destroy(&eng->lock);
@@ -152,7 +162,7 @@ int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params 
 	if (busy(eng))
 		return FERRY_ESTATE;
 	if (p->throttle_initial < 0 || p->throttle_initial > 99 || p->throttle_increment < 0 ||
-	    p->throttle_max < 0 || p->throttle_max > 99)
+	    p->throttle_max < 0 || p->throttle_max > 99 || p->channels > FERRY_DP_MAX_LANES)
 		return -EINVAL;
 	eng->params = *p;
 	return 0;
@@ -251,6 +261,7 @@ void eng_conn_shutdown(struct ferry_engine *eng)
 		ferry_channel_shutdown(eng->conn.ch);
 	if (eng->listener)
 		ferry_listener_shutdown(eng->listener);
+	eng_dp_abort(eng);
 	pthread_mutex_unlock(&eng->conn_lock);
 }
 
@@ -355,6 +366,12 @@ static int start(struct ferry_engine *eng, const char *uri, ferry_done_fn done, 
 	}
 	apply_defaults(&eng->params);
 	memset(&eng->stats, 0, sizeof(eng->stats));
+	/* The last migration's worker statistics give way to this one's. */
+	pthread_mutex_lock(&eng->dp.lock);
+	free(eng->dp.final);
+	eng->dp.final = NULL;
+	eng->dp.nfinal = 0;
+	pthread_mutex_unlock(&eng->dp.lock);
 	eng->stats.total_ram = eng->total_ram;
 	eng->stats.downtime_limit_ms = eng->params.downtime_limit_ms;
 	eng->stats.status = FERRY_STATUS_SETUP;

@@ -13,9 +13,13 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/resource.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <ferry/engine.h>
@@ -131,9 +135,122 @@ json_t *cli_stats_json(const struct ferry_stats *st)
 	json_object_set_new(o, "rounds", json_integer((json_int_t)st->rounds));
 	json_object_set_new(o, "normal_pages", json_integer((json_int_t)st->normal_pages));
 	json_object_set_new(o, "zero_pages", json_integer((json_int_t)st->zero_pages));
+	json_object_set_new(o, "normal_bytes", json_integer((json_int_t)st->normal_bytes));
 	json_object_set_new(o, "memcpy_bytes", json_integer((json_int_t)st->memcpy_bytes));
 	json_object_set_new(o, "throttle_pct", json_integer(st->throttle_pct));
+	json_object_set_new(o, "channels", json_integer(st->channels));
+	json_object_set_new(o, "syscalls", json_integer((json_int_t)st->syscalls));
+	/* The ratios the data path is judged by (docs/data-path.md). */
+	if (st->normal_bytes) {
+		json_object_set_new(o, "memcpy_per_byte",
+				    json_real((double)st->memcpy_bytes / (double)st->normal_bytes));
+		json_object_set_new(
+		    o, "syscalls_per_mib",
+		    json_real((double)st->syscalls * 1048576.0 / (double)st->normal_bytes));
+	}
 	return o;
+}
+
+/* The data-path workers as a JSON array (empty without a data path). */
+static json_t *workers_json(struct ferry_engine *eng)
+{
+	struct ferry_worker_stats ws[64];
+	int n = ferry_engine_get_worker_stats(eng, ws, 64);
+	json_t *a = json_array();
+
+	for (int i = 0; i < n && i < 64; i++) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "index", json_integer(ws[i].index));
+		json_object_set_new(o, "numa_node", json_integer(ws[i].numa_node));
+		json_object_set_new(o, "cpus", json_string(ws[i].cpus));
+		json_object_set_new(o, "bound", json_boolean(ws[i].bound));
+		json_object_set_new(o, "ram_bytes", json_integer((json_int_t)ws[i].ram_bytes));
+		json_object_set_new(o, "pages", json_integer((json_int_t)ws[i].pages));
+		json_object_set_new(o, "zero_pages", json_integer((json_int_t)ws[i].zero_pages));
+		json_object_set_new(o, "bytes", json_integer((json_int_t)ws[i].bytes));
+		json_object_set_new(o, "wire_bytes", json_integer((json_int_t)ws[i].wire_bytes));
+		json_object_set_new(o, "packets", json_integer((json_int_t)ws[i].packets));
+		json_object_set_new(o, "syscalls", json_integer((json_int_t)ws[i].syscalls));
+		json_object_set_new(o, "cpu_s", json_real((double)ws[i].cpu_ns / 1e9));
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
+/* CPU seconds this process used (user + system), for the cost of a migration. */
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static double wall_seconds(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23
+#endif
+
+struct prefault_slice {
+	uint8_t *p;
+	size_t len;
+	int err;
+};
+
+static void *prefault_thread(void *arg)
+{
+	struct prefault_slice *s = arg;
+
+	/* Fault every page in now (as writes), so the migration does not pay for it. */
+	if (madvise(s->p, s->len, MADV_POPULATE_WRITE) < 0)
+		s->err = errno;
+	return NULL;
+}
+
+/*
+ * Populate the destination's RAM before the migration: one thread per CPU,
+ * each on its own 2 MiB-aligned slice (the RAM is already THP-advised with
+ * --huge). Returns 0 or -errno.
+ */
+static int prefault(uint8_t *ram, uint64_t len, double *secs)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	uint32_t n = ncpu > 0 && ncpu < 64 ? (uint32_t)ncpu : 1;
+	struct prefault_slice sl[64];
+	pthread_t th[64];
+	bool started[64];
+	uint64_t per = (len / n + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
+	double t0 = wall_seconds();
+	int ret = 0;
+
+	for (uint32_t i = 0; i < n; i++) {
+		uint64_t off = per * i;
+
+		sl[i].p = ram + (off < len ? off : len);
+		sl[i].len = off < len ? (len - off < per ? len - off : per) : 0;
+		sl[i].err = 0;
+		started[i] = pthread_create(&th[i], NULL, prefault_thread, &sl[i]) == 0;
+		if (!started[i])
+			prefault_thread(&sl[i]);
+	}
+	for (uint32_t i = 0; i < n; i++) {
+		if (started[i])
+			pthread_join(th[i], NULL);
+		if (sl[i].err && !ret)
+			ret = -sl[i].err;
+	}
+	*secs = wall_seconds() - t0;
+	return ret;
 }
 
 static void print_summary(const char *side, const struct ferry_stats *st, const char *verify)
@@ -158,6 +275,8 @@ struct opts {
 	struct bench_guest_attr g;
 	struct ferry_params p;
 	bool json, quiet;
+	bool non_live; /* send: no dirty log, no vCPUs: a stopped guest */
+	bool prefault; /* listen: populate the RAM before the migration */
 	const char *uri;
 };
 
@@ -176,6 +295,11 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 	    {"seed", required_argument, NULL, 's'},
 	    {"json", no_argument, NULL, 'j'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"channels", required_argument, NULL, 'C'},
+	    {"zerocopy", no_argument, NULL, 'Z'},
+	    {"topology", required_argument, NULL, 'T'},
+	    {"non-live", no_argument, NULL, 'N'},
+	    {"prefault", no_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -233,6 +357,28 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 		case 'q':
 			o->quiet = true;
 			break;
+		case 'C': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (*end || n > 64)
+				goto bad;
+			o->p.channels = (uint32_t)n;
+			break;
+		}
+		case 'Z':
+			o->p.zerocopy = true;
+			break;
+		case 'T':
+			o->p.numa_topology = optarg;
+			break;
+		case 'N':
+			o->non_live = true;
+			o->g.vcpus = 0;
+			break;
+		case 'P':
+			o->prefault = true;
+			break;
 		case 'h':
 			return 1;
 		default:
@@ -255,13 +401,22 @@ static const char send_usage[] =
     "usage: ferry send URI [--ram SIZE] [--vcpus N] [--dirty-rate RATE] [--pattern P]\n"
     "                      [--downtime-limit MS] [--max-bandwidth RATE] [--auto-converge]\n"
     "                      [--timeout MS] [--huge] [--seed N] [--json] [--quiet]\n"
+    "                      [--channels N] [--zerocopy] [--topology T] [--non-live]\n"
     "Migrate a synthetic guest (RAM SIZE, N vCPUs dirtying RATE bytes/s in pattern\n"
-    "ab|uniform|hot|sequential) to URI: tcp:HOST:PORT, unix:PATH, file:PATH, exec:CMD, fd:N.\n";
+    "ab|uniform|hot|sequential) to URI: tcp:HOST:PORT, unix:PATH, file:PATH, exec:CMD, fd:N.\n"
+    "--channels N moves the pages over N data connections beside the main stream (tcp:,\n"
+    "unix:), one NUMA-placed worker each; --zerocopy sends them with MSG_ZEROCOPY;\n"
+    "--topology synthetic:DESC|xml:PATH places the workers on a described topology;\n"
+    "--non-live migrates a stopped guest (no vCPUs, no dirty log). docs/data-path.md\n";
 
 static const char listen_usage[] =
     "usage: ferry listen URI [--ram SIZE] [--pattern P] [--seed N] [--timeout MS] [--json]\n"
+    "                        [--huge] [--prefault] [--topology T]\n"
     "Receive a synthetic guest from `ferry send` (same --ram, --pattern and --seed) and\n"
-    "verify it: the A-B check, every page's contents and every device field.\n";
+    "verify it: the A-B check, every page's contents and every device field.\n"
+    "--huge backs the RAM with transparent huge pages; --prefault populates it before the\n"
+    "migration (MADV_POPULATE_WRITE, one thread per CPU). Data connections are accepted\n"
+    "as the source asks (`ferry send --channels N`).\n";
 
 int ferry_cmd_send(int argc, char **argv)
 {
@@ -269,6 +424,7 @@ int ferry_cmd_send(int argc, char **argv)
 	struct ferry_engine *eng = NULL;
 	struct bench_guest *g = NULL;
 	struct ferry_stats st;
+	double cpu0, cpu1;
 	bool tty;
 	int ret = parse_common(argc, argv, &o, true);
 
@@ -282,6 +438,9 @@ int ferry_cmd_send(int argc, char **argv)
 		ret = bench_guest_create(&o.g, &g);
 	if (!ret)
 		ret = bench_guest_attach_source(g, eng);
+	/* A stopped guest needs no dirty log: one pass over RAM is everything. */
+	if (!ret && o.non_live)
+		ret = ferry_engine_set_dirty_log(eng, NULL);
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &o.p);
 	if (!ret)
@@ -292,14 +451,20 @@ int ferry_cmd_send(int argc, char **argv)
 		goto out;
 	}
 	if (!o.quiet && !o.json)
-		fprintf(stderr, "ferry send: %.0f MiB guest, %u vCPUs, dirty log %s, to %s\n",
-			mib(o.g.ram_bytes), o.g.vcpus, bench_guest_dirty_kind(g), o.uri);
+		fprintf(stderr, "ferry send: %.0f MiB guest, %u vCPUs, dirty log %s, to %s%s\n",
+			mib(o.g.ram_bytes), o.g.vcpus,
+			o.non_live ? "none (non-live)" : bench_guest_dirty_kind(g), o.uri,
+			o.p.channels ? " with data channels" : "");
+	cpu0 = cpu_seconds();
 	ferry_migrate_sync(eng, o.uri);
+	cpu1 = cpu_seconds();
 	ferry_engine_get_stats(eng, &st);
 	if (o.json) {
 		json_t *j = cli_stats_json(&st);
 
 		json_object_set_new(j, "side", json_string("source"));
+		json_object_set_new(j, "cpu_s", json_real(cpu1 - cpu0));
+		json_object_set_new(j, "workers", workers_json(eng));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		fputc('\n', stdout);
 		json_decref(j);
@@ -321,6 +486,7 @@ int ferry_cmd_listen(int argc, char **argv)
 	struct ferry_stats st;
 	char why[1024] = "";
 	uint64_t bad = 0;
+	double cpu0 = 0, cpu1 = 0, prefault_s = -1;
 	bool tty;
 	int ret = parse_common(argc, argv, &o, false);
 
@@ -338,6 +504,15 @@ int ferry_cmd_listen(int argc, char **argv)
 		ga.fill_seed = 0;
 		ret = bench_guest_create(&ga, &g);
 	}
+	if (!ret && o.prefault) {
+		uint64_t len;
+		uint8_t *ram = bench_guest_ram(g, &len);
+
+		ret = prefault(ram, len, &prefault_s);
+		if (ret < 0)
+			fprintf(stderr, "ferry listen: prefaulting the RAM failed: %s\n",
+				ferry_strerror(ret));
+	}
 	if (!ret) {
 		bench_devices_fill(bench_guest_devices(g), 0xdead);
 		ret = bench_guest_attach_dest(g, eng);
@@ -346,6 +521,7 @@ int ferry_cmd_listen(int argc, char **argv)
 		ret = ferry_engine_set_params(eng, &o.p);
 	if (!ret)
 		ret = ferry_engine_set_event_cb(eng, on_event, &tty);
+	cpu0 = cpu_seconds();
 	if (!ret)
 		ret = ferry_incoming(eng, o.uri, NULL, NULL);
 	if (ret < 0) {
@@ -360,6 +536,7 @@ int ferry_cmd_listen(int argc, char **argv)
 			fprintf(stderr, "ferry listen: reading %s\n", o.uri);
 	}
 	ferry_engine_wait(eng);
+	cpu1 = cpu_seconds();
 	ferry_engine_get_stats(eng, &st);
 	if (st.status == FERRY_STATUS_COMPLETED)
 		bad = bench_guest_verify(g, &o.g, why, sizeof(why));
@@ -367,6 +544,10 @@ int ferry_cmd_listen(int argc, char **argv)
 		json_t *j = cli_stats_json(&st);
 
 		json_object_set_new(j, "side", json_string("destination"));
+		json_object_set_new(j, "cpu_s", json_real(cpu1 - cpu0));
+		if (prefault_s >= 0)
+			json_object_set_new(j, "prefault_s", json_real(prefault_s));
+		json_object_set_new(j, "workers", workers_json(eng));
 		json_object_set_new(j, "verified",
 				    json_boolean(st.status == FERRY_STATUS_COMPLETED && bad == 0));
 		if (bad)
