@@ -26,6 +26,8 @@
 
 #include "internal.h"
 
+_Static_assert(FERRY_MAX_CHANNELS <= FERRY_DP_MAX_LANES, "every channel is a lane");
+
 #define DP_CONNECT_TIMEOUT_MS 10000
 #define DP_ACCEPT_TIMEOUT_MS  10000
 
@@ -483,7 +485,12 @@ void eng_dp_stop(struct ferry_engine *eng, bool graceful)
 
 	if (!dp->active && !dp->ctx)
 		return;
-	/* Blocked lanes first (unless they all ended well), then the threads. */
+	/* Workers first learn that the end is wanted (so a lane cut by the abort is no
+	 * failure to report), then blocked lanes are cut (unless they all ended well). */
+	pthread_mutex_lock(&dp->lock);
+	atomic_store(&dp->quit, true);
+	pthread_cond_broadcast(&dp->cond);
+	pthread_mutex_unlock(&dp->lock);
 	if (!graceful || !eng->is_source) {
 		pthread_mutex_lock(&eng->conn_lock);
 		eng_dp_abort(eng);

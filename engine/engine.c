@@ -162,7 +162,7 @@ int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params 
 	if (busy(eng))
 		return FERRY_ESTATE;
 	if (p->throttle_initial < 0 || p->throttle_initial > 99 || p->throttle_increment < 0 ||
-	    p->throttle_max < 0 || p->throttle_max > 99 || p->channels > FERRY_DP_MAX_LANES)
+	    p->throttle_max < 0 || p->throttle_max > 99 || p->channels > FERRY_MAX_CHANNELS)
 		return -EINVAL;
 	eng->params = *p;
 	return 0;

@@ -39,6 +39,9 @@ extern "C" {
 
 struct ferry_engine;
 
+/* The most data channels (ferry_params.channels) a migration may use. */
+#define FERRY_MAX_CHANNELS 64
+
 /** Migration status, as QEMU's query-migrate reports it. */
 enum ferry_status {
 	FERRY_STATUS_NONE = 0,
@@ -110,7 +113,7 @@ struct ferry_vcpu_ops {
  *                       connections beside the main stream, one worker
  *                       thread each (tcp: and unix: URIs; rdma: later QPs);
  *                       0 = pages in the main stream. At most
- *                       FERRY_DP_MAX_LANES (64). The destination follows
+ *                       FERRY_MAX_CHANNELS. The destination follows
  *                       what the source announces. docs/data-path.md
  * @zerocopy:            source, with @channels: send pages with
  *                       MSG_ZEROCOPY (and wait for its completions at each

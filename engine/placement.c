@@ -138,6 +138,9 @@ static void share_workers(const uint64_t *bytes, int nnodes, uint32_t nworkers, 
 		total += bytes[i];
 		with_ram += bytes[i] > 0;
 	}
+	/* No RAM on a known node: the caller spreads the workers over the machine. */
+	if (!total)
+		return;
 	/* Fewer workers than nodes with RAM: the biggest nodes get one each. */
 	while (given < nworkers && given < (uint32_t)with_ram) {
 		int best = -1;
