@@ -362,6 +362,8 @@ int ferry_cmd_listen(int argc, char **argv)
 		/* The destination's RAM starts empty and its devices differ: all must arrive. */
 		ga.vcpus = 0;
 		ga.fill_seed = 0;
+		/* Pay the first-touch faults before the source connects (docs/benchmarks.md). */
+		ga.prefault = true;
 		ret = bench_guest_create(&ga, &g);
 	}
 	if (!ret) {
