@@ -14,6 +14,7 @@
 rig_uptime() { cut -d' ' -f1 /proc/uptime; }
 
 rig_setup_fail() {
+	dmesg >"$RIG_OUT/dmesg" 2>/dev/null
 	echo "$*" >"$RIG_OUT/setup-error" 2>/dev/null
 	echo "rig-guest: $*" >&2
 	exit 125

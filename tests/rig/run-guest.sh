@@ -249,7 +249,7 @@ setpriv --pdeathsig KILL true 2>/dev/null && PDEATH=(setpriv --pdeathsig KILL)
 T0=$(now)
 ${PDEATH[@]+"${PDEATH[@]}"} "${Q[@]}" </dev/null >"$RUN/qemu.out" 2>&1 &
 QPID=$!
-sleep "$TIMEOUT" &
+${PDEATH[@]+"${PDEATH[@]}"} sleep "$TIMEOUT" &
 SPID=$!
 TIMED_OUT=0
 while :; do
