@@ -38,10 +38,12 @@ fail() {
 
 JOB=
 NORDMA=0
+P9CACHE=
 for arg in $(cat /proc/cmdline); do
 	case "$arg" in
 	rig.job=*) JOB=${arg#rig.job=} ;;
 	rig.nordma=1) NORDMA=1 ;;
+	rig.p9cache=*) P9CACHE=",cache=${arg#rig.p9cache=}" ;;
 	esac
 done
 
@@ -54,7 +56,7 @@ load_list /modules.base
 [ "$NORDMA" = 1 ] || load_list /modules.rdma
 T_MODS=$(cut -d' ' -f1 /proc/uptime)
 
-mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro hostroot /mnt ||
+mount -t 9p -o trans=virtio,version=9p2000.L,msize=512000,ro$P9CACHE hostroot /mnt ||
 	fail "cannot mount the host root (9p tag hostroot)"
 mount -t tmpfs -o mode=755 ovl /ovl || fail "tmpfs for the overlay"
 mkdir -p /ovl/upper /ovl/work

@@ -54,7 +54,7 @@ rig_rdma_setup() {
 }
 
 rig_wait_peer() {
-	[ -n "$RIG_PEER_IP" ] || return 0
+	[ -n "$RIG_PEER_IP" ] && [ "$RIG_PEER_WAIT" -gt 0 ] || return 0
 	_deadline=$(($(cut -d. -f1 /proc/uptime) + RIG_PEER_WAIT))
 	until busybox ping -q -c1 -W1 "$RIG_PEER_IP" >/dev/null 2>&1; do
 		[ "$(cut -d. -f1 /proc/uptime)" -lt "$_deadline" ] ||

@@ -23,8 +23,9 @@
 #   --mac MAC            NIC MAC (default 52:54:00:00:02:0f); rxe's GUID derives from it
 #   --netdev SPEC        QEMU -netdev backend instead of the isolated user network, without
 #                        id= (e.g. "dgram,local.type=unix,..."; used by run-two-guests.sh)
-#   --peer IP            before the command, wait until IP answers ping (bounded)
-#   --peer-wait SEC      bound for --peer (default 60)
+#   --peer IP            before the command, wait until IP answers ping (bounded); the
+#                        command sees it as RIG_PEER_IP
+#   --peer-wait SEC      bound for --peer (default 60; 0: do not wait, just export it)
 #   -e, --env NAME=VAL   export NAME=VAL to the command (repeatable)
 #   --out-dir DIR        keep the results in DIR (stdout, stderr, rc, times, console.log,
 #                        and whatever the command writes to $RIG_OUT); default: a temp dir
@@ -134,9 +135,10 @@ done
 # ---------------------------------------------------------------- the rig's parts
 QEMU=$(command -v qemu-system-x86_64 || true)
 kernel_ready() { [ -f "$1/.complete" ] && [ -f "$1/initrd.cpio" ] && [ -f "$1/vmlinuz" ]; }
+# Same key as setup.sh's initrd_key: the initramfs was built from this guest-init.sh.
 init_current() {
-	grep -qx "init_sha256=$(sha256sum "$RIG_DIR/guest-init.sh" | cut -d' ' -f1)" \
-		"$1/manifest" 2>/dev/null
+	[ "$(cat "$1/initrd.key" 2>/dev/null)" = \
+		"$(cat "$RIG_DIR/guest-init.sh" /bin/busybox 2>/dev/null | sha256sum | cut -d' ' -f1)" ]
 }
 # The cached kernel is used as it is (no apt look-up on every run); setup.sh builds it the
 # first time, rebuilds it when guest-init.sh changed, and refreshes it when run by hand.
@@ -202,6 +204,7 @@ qcomma() { printf '%s' "${1//,/,,}"; } # a comma in a QEMU option value is doubl
 
 APPEND="console=ttyS0 quiet panic=-1 rig.job=$RUN/job.sh"
 [ "$RDMA" = 0 ] && APPEND="$APPEND rig.nordma=1"
+[ -n "${FERRY_RIG_P9CACHE:-}" ] && APPEND="$APPEND rig.p9cache=$FERRY_RIG_P9CACHE"
 [[ "$RUN" != *" "* ]] || skip "the run directory path has a space: $RUN"
 
 ACCEL="tcg,thread=multi"

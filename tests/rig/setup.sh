@@ -8,7 +8,9 @@
 #
 #   <cache>/<kver>/vmlinuz      Debian's bzImage (plain -amd64 flavour)
 #   <cache>/<kver>/vmlinux      the same kernel uncompressed, for PVH boot (optional)
-#   <cache>/<kver>/initrd.cpio  busybox /init, the modules the rig needs (uncompressed cpio)
+#   <cache>/<kver>/modules/     the modules the guest loads, uncompressed, with load order
+#   <cache>/<kver>/initrd.cpio  busybox, /init (guest-init.sh) and those modules; rebuilt
+#                               alone when guest-init.sh or busybox changes
 #   <cache>/<kver>/config       the kernel's config
 #   <cache>/<kver>/manifest     package, version, sha256 of the .deb, module load order
 #   <cache>/current -> <kver>   the last kernel that was built completely
@@ -28,10 +30,12 @@ QUIET=0
 WANT_VMLINUX=1
 
 # Host packages. qemu for the guest, busybox-static + cpio + kmod for the initramfs,
-# rdma-core/providers/utils/perftest for verbs in the guest (the guest runs the host's
-# root read-only over 9p, so whatever the guest needs is installed on the host).
+# providers/utils/perftest for verbs in the guest (the guest runs the host's root
+# read-only over 9p, so whatever the guest needs is installed on the host). Not
+# rdma-core: the rig needs none of its daemons or udev rules, and it drags in udev and
+# systemd-sysv (`rdma` comes from iproute2, the rxe provider from ibverbs-providers).
 PACKAGES=(qemu-system-x86 busybox-static cpio kmod python3 gcc libc6-dev
-	rdma-core ibverbs-providers ibverbs-utils rdmacm-utils perftest
+	ibverbs-providers ibverbs-utils rdmacm-utils perftest
 	libibverbs-dev librdmacm-dev iproute2 numactl hwloc util-linux coreutils)
 
 # Modules the guest loads, top level; dependencies come from modules.dep.
@@ -214,7 +218,7 @@ build_kernel_dir() {
 build_kernel_in() {
 	local work=$1 pkg=$2 ver=$3 kdir=$4
 	local kver=${pkg#linux-image-}
-	local deb mods m f
+	local deb mods m f list
 	log "downloading $pkg $ver with apt-get"
 	# apt downloads as the _apt user when it can write to the directory.
 	chown _apt "$work" 2>/dev/null || true
@@ -233,48 +237,38 @@ build_kernel_in() {
 	grep -q '^CONFIG_RDMA_RXE=[ym]' "$work/k/boot/config-$kver" ||
 		{ log "$pkg has no CONFIG_RDMA_RXE"; return 1; }
 
-	# initramfs tree
-	local root="$work/initrd"
-	mkdir -p "$root"/{bin,dev,proc,sys,mnt,newroot,ovl,lib/modules}
-	cp /bin/busybox "$root/bin/busybox" || return 1
-	cp "$RIG_DIR/guest-init.sh" "$root/init" && chmod 755 "$root/init" || return 1
-	mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
-	mknod -m 666 "$root/dev/null" c 1 3 2>/dev/null || true
-	local list
+	# Keep only the modules the guest loads (uncompressed: busybox insmod takes plain
+	# .ko), with their load order; the 300 MB module tree is dropped.
+	local out="$work/out"
+	mkdir -p "$out/modules"
 	for list in base rdma; do
 		if [ $list = base ]; then mods=("${BASE_MODULES[@]}"); else mods=("${RDMA_MODULES[@]}"); fi
 		module_order "$moddir" "${mods[@]}" >"$work/order.$list" || return 1
 	done
-	# rdma list without what base already loads
+	# the rdma list without what the base list already loads
 	grep -vxF -f "$work/order.base" "$work/order.rdma" >"$work/order.rdma2" || true
 	for list in base rdma2; do
-		: >"$root/modules.${list%2}"
+		: >"$out/modules/modules.${list%2}"
 		while read -r m; do
 			f=$(basename "$m")
 			case "$f" in
-			*.ko.xz) python3 -c 'import lzma,sys;open(sys.argv[2],"wb").write(lzma.open(sys.argv[1]).read())' "$moddir/$m" "$root/lib/modules/${f%.xz}" || return 1; f=${f%.xz} ;;
-			*.ko.zst) zstd -q -d -f -o "$root/lib/modules/${f%.zst}" "$moddir/$m" || return 1; f=${f%.zst} ;;
-			*.ko.gz) gzip -dc "$moddir/$m" >"$root/lib/modules/${f%.gz}" || return 1; f=${f%.gz} ;;
-			*) cp "$moddir/$m" "$root/lib/modules/$f" || return 1 ;;
+			*.ko.xz) python3 -c 'import lzma,sys;open(sys.argv[2],"wb").write(lzma.open(sys.argv[1]).read())' "$moddir/$m" "$out/modules/${f%.xz}" || return 1; f=${f%.xz} ;;
+			*.ko.zst) zstd -q -d -f -o "$out/modules/${f%.zst}" "$moddir/$m" || return 1; f=${f%.zst} ;;
+			*.ko.gz) gzip -dc "$moddir/$m" >"$out/modules/${f%.gz}" || return 1; f=${f%.gz} ;;
+			*) cp "$moddir/$m" "$out/modules/$f" || return 1 ;;
 			esac
-			echo "$f" >>"$root/modules.${list%2}"
+			echo "$f" >>"$out/modules/modules.${list%2}"
 		done <"$work/order.$list"
 	done
-	# Uncompressed: QEMU loads it straight into guest RAM, and decompressing gzip under
-	# TCG costs more than copying a few MiB.
-	(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >"$work/initrd.cpio" ||
-		return 1
 
-	mkdir -p "$work/out"
-	mv "$work/initrd.cpio" "$work/out/initrd.cpio"
-	cp "$work/k/boot/vmlinuz-$kver" "$work/out/vmlinuz" || return 1
-	cp "$work/k/boot/config-$kver" "$work/out/config" || return 1
+	cp "$work/k/boot/vmlinuz-$kver" "$out/vmlinuz" || return 1
+	cp "$work/k/boot/config-$kver" "$out/config" || return 1
 	if [ "$WANT_VMLINUX" = 1 ]; then
-		if extract_vmlinux "$work/out/vmlinuz" "$work/out/vmlinux" >&2; then
+		if extract_vmlinux "$out/vmlinuz" "$out/vmlinux" >&2; then
 			log "extracted vmlinux for PVH boot"
 		else
 			log "no vmlinux (PVH boot unavailable); the bzImage will be used"
-			rm -f "$work/out/vmlinux"
+			rm -f "$out/vmlinux"
 		fi
 	fi
 	{
@@ -282,23 +276,56 @@ build_kernel_in() {
 		echo "version=$ver"
 		echo "kver=$kver"
 		echo "deb_sha256=$(sha256sum "$deb" | cut -d' ' -f1)"
-		echo "modules_base=$(tr '\n' ' ' <"$root/modules.base")"
-		echo "modules_rdma=$(tr '\n' ' ' <"$root/modules.rdma")"
+		echo "modules_base=$(tr '\n' ' ' <"$out/modules/modules.base")"
+		echo "modules_rdma=$(tr '\n' ' ' <"$out/modules/modules.rdma")"
 		echo "built=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-		echo "init_sha256=$(sha256sum "$RIG_DIR/guest-init.sh" | cut -d' ' -f1)"
-	} >"$work/out/manifest"
-	touch "$work/out/.complete"
+	} >"$out/manifest"
+	build_initrd "$out" || return 1
+	touch "$out/.complete"
 	rm -rf "$kdir"
-	mv "$work/out" "$kdir" || return 1
+	mv "$out" "$kdir" || return 1
 	ln -sfn "$kver" "$CACHE/current.tmp" && mv -T "$CACHE/current.tmp" "$CACHE/current"
 	log "ready: $kdir"
 }
 
-# An initramfs built from an older guest-init.sh is rebuilt: compare the recorded hash.
-init_stale() {
-	local want
-	want=$(sha256sum "$RIG_DIR/guest-init.sh" | cut -d' ' -f1)
-	! grep -qx "init_sha256=$want" "$1/manifest" 2>/dev/null
+# The initramfs' identity: guest-init.sh and busybox. When either changes, only the
+# initramfs is rebuilt (from the kept modules), not the kernel.
+initrd_key() { cat "$RIG_DIR/guest-init.sh" /bin/busybox | sha256sum | cut -d' ' -f1; }
+initrd_stale() { [ "$(cat "$1/initrd.key" 2>/dev/null)" != "$(initrd_key)" ]; }
+
+build_initrd() {
+	local kdir=$1 root
+	root=$(mktemp -d "${TMPDIR:-/tmp}/rig-initrd.XXXXXX") || return 1
+	mkdir -p "$root"/{bin,dev,proc,sys,mnt,newroot,ovl,lib}
+	cp /bin/busybox "$root/bin/busybox" &&
+		cp "$RIG_DIR/guest-init.sh" "$root/init" && chmod 755 "$root/init" &&
+		cp -r "$kdir/modules" "$root/lib/modules" &&
+		mv "$root/lib/modules/modules.base" "$root/lib/modules/modules.rdma" "$root/" || {
+		rm -rf "$root"
+		return 1
+	}
+	mknod -m 600 "$root/dev/console" c 5 1 2>/dev/null || true
+	mknod -m 666 "$root/dev/null" c 1 3 2>/dev/null || true
+	# Uncompressed: QEMU copies it straight into guest RAM, and decompressing under TCG
+	# would cost more than the few MiB saved.
+	(cd "$root" && find . | LC_ALL=C sort | cpio -o -H newc --quiet) >"$kdir/initrd.cpio.tmp" &&
+		mv "$kdir/initrd.cpio.tmp" "$kdir/initrd.cpio" &&
+		initrd_key >"$kdir/initrd.key"
+	local rc=$?
+	rm -rf "$root"
+	[ $rc = 0 ] && log "initramfs built: $kdir/initrd.cpio"
+	return $rc
+}
+
+# Usable as it is, or after rebuilding its initramfs (no download).
+refresh() {
+	local kdir=$1
+	ready "$kdir" || return 1
+	if initrd_stale "$kdir"; then
+		[ "$CHECK" = 0 ] && [ -w "$kdir" ] || return 1
+		build_initrd "$kdir" || return 1
+	fi
+	return 0
 }
 
 main() {
@@ -309,10 +336,7 @@ main() {
 	fi
 	[ -d "$CACHE" ] || die_skip "no rig cache at $CACHE (run tests/rig/setup.sh as root)"
 	# One builder at a time (two guests started together both call setup).
-	exec 9>>"$CACHE/.lock" 2>/dev/null || {
-		# read-only cache: fine for --check and an already built kernel
-		exec 9>/dev/null
-	}
+	exec 9>>"$CACHE/.lock" 2>/dev/null || exec 9</dev/null # read-only cache: no lock needed
 	flock -w 900 9 || die_skip "timed out waiting for the lock on $CACHE"
 
 	pkgver=$(resolve_kernel_pkg)
@@ -324,7 +348,7 @@ main() {
 		read -r pkg ver <<<"$pkgver"
 		kver=${pkg#linux-image-}
 		kdir="$CACHE/$kver"
-		if ready "$kdir" && ! init_stale "$kdir" && grep -qx "version=$ver" "$kdir/manifest"; then
+		if grep -qx "version=$ver" "$kdir/manifest" 2>/dev/null && refresh "$kdir"; then
 			echo "$kdir"
 			return 0
 		fi
@@ -337,9 +361,9 @@ main() {
 		fi
 	fi
 	# Fall back to the last complete build (the mirror moved on, or we are offline).
-	if ready "$CACHE/current" && { [ "$CHECK" = 1 ] || ! init_stale "$CACHE/current"; }; then
+	if refresh "$CACHE/current"; then
 		log "using cached kernel $(readlink "$CACHE/current")"
-		echo "$(cd "$CACHE/current" && pwd -P)"
+		(cd "$CACHE/current" && pwd -P)
 		return 0
 	fi
 	die_skip "no guest kernel available (linux-image-amd64 not resolvable or not downloadable)"
