@@ -2,7 +2,7 @@
 # by the job script that run-guest.sh writes. Not meant to run on the host.
 #
 # The job script sets, before sourcing this file:
-#   RIG_IP RIG_MTU RIG_RDMA(0/1) RIG_PEER_IP RIG_PEER_WAIT RIG_CWD RIG_OUT
+#   RIG_IP RIG_MTU RIG_RDMA(0/1) RIG_PEER_IP RIG_PEER_WAIT RIG_BARRIER RIG_CWD RIG_OUT
 # and then calls: rig_job_main command [args...]
 #
 # Results go to $RIG_OUT (the writable 9p share "out"):
@@ -53,12 +53,35 @@ rig_rdma_setup() {
 		rig_setup_fail "rxe0 has no IPv4 GID after 10 s"
 }
 
+# Port of the start barrier between two guests (nothing else in a guest listens there).
+RIG_BARRIER_PORT=48999
+
+# Wait for the peer before the command, bounded by RIG_PEER_WAIT seconds:
+#   RIG_BARRIER=ping     until the peer answers ping (it is up; it may not stay up)
+#   RIG_BARRIER=listen   until the peer connects to our barrier port
+#   RIG_BARRIER=connect  until a connection to the peer's barrier port succeeds
+# listen/connect make a two-sided barrier: both commands start only once both guests
+# have finished their setup, so a short command on one side cannot end (and power its
+# guest off) before the other side has seen it.
 rig_wait_peer() {
 	[ -n "$RIG_PEER_IP" ] && [ "$RIG_PEER_WAIT" -gt 0 ] || return 0
 	_deadline=$(($(cut -d. -f1 /proc/uptime) + RIG_PEER_WAIT))
-	until busybox ping -q -c1 -W1 "$RIG_PEER_IP" >/dev/null 2>&1; do
+	case "$RIG_BARRIER" in
+	listen)
+		timeout "$RIG_PEER_WAIT" busybox nc -l -p $RIG_BARRIER_PORT </dev/null >/dev/null 2>&1 ||
+			rig_setup_fail "peer $RIG_PEER_IP did not reach the barrier within ${RIG_PEER_WAIT}s"
+		return 0
+		;;
+	connect)
+		set -- busybox nc -w 1 "$RIG_PEER_IP" $RIG_BARRIER_PORT
+		;;
+	*)
+		set -- busybox ping -q -c1 -W1 "$RIG_PEER_IP"
+		;;
+	esac
+	until "$@" </dev/null >/dev/null 2>&1; do
 		[ "$(cut -d. -f1 /proc/uptime)" -lt "$_deadline" ] ||
-			rig_setup_fail "peer $RIG_PEER_IP not reachable within ${RIG_PEER_WAIT}s"
+			rig_setup_fail "peer $RIG_PEER_IP not reachable within ${RIG_PEER_WAIT}s ($RIG_BARRIER)"
 		sleep 0.2
 	done
 }

@@ -26,6 +26,9 @@
 #   --peer IP            before the command, wait until IP answers ping (bounded); the
 #                        command sees it as RIG_PEER_IP
 #   --peer-wait SEC      bound for --peer (default 60; 0: do not wait, just export it)
+#   --barrier KIND       how --peer waits: ping (default: until the peer answers ping),
+#                        listen or connect (a two-sided start barrier over TCP port 48999:
+#                        one guest listens, the other connects; run-two-guests.sh uses it)
 #   -e, --env NAME=VAL   export NAME=VAL to the command (repeatable)
 #   --out-dir DIR        keep the results in DIR (stdout, stderr, rc, times, console.log,
 #                        and whatever the command writes to $RIG_OUT); default: a temp dir
@@ -34,6 +37,7 @@
 #   --console            print the guest console log to stderr after the run
 #   --bzimage            boot the compressed bzImage even if a PVH vmlinux is cached
 #   --tb-size MIB        TCG translation cache size
+#   --append ARGS        extra kernel command-line arguments
 #   -q, --quiet          no summary line on stderr
 #   -v, --verbose        print the QEMU command line
 #
@@ -61,12 +65,14 @@ MAC=52:54:00:00:02:0f
 NETDEV=
 PEER=
 PEER_WAIT=60
+BARRIER=ping
 ENVS=()
 OUT_DIR=
 PRINT=1
 CONSOLE=0
 BZIMAGE=0
 TB_SIZE=
+EXTRA_APPEND=
 QUIET=0
 VERBOSE=0
 
@@ -97,12 +103,14 @@ while [ $# -gt 0 ]; do
 	--netdev) need_arg "$@"; NETDEV=$2; shift ;;
 	--peer) need_arg "$@"; PEER=$2; shift ;;
 	--peer-wait) need_arg "$@"; PEER_WAIT=$2; shift ;;
+	--barrier) need_arg "$@"; BARRIER=$2; shift ;;
 	-e | --env) need_arg "$@"; ENVS+=("$2"); shift ;;
 	--out-dir) need_arg "$@"; OUT_DIR=$2; shift ;;
 	--no-print) PRINT=0 ;;
 	--console) CONSOLE=1 ;;
 	--bzimage) BZIMAGE=1 ;;
 	--tb-size) need_arg "$@"; TB_SIZE=$2; shift ;;
+	--append) need_arg "$@"; EXTRA_APPEND=$2; shift ;;
 	-q | --quiet) QUIET=1 ;;
 	-v | --verbose) VERBOSE=1 ;;
 	-h | --help)
@@ -122,6 +130,7 @@ is_uint "$SMP" && [ "$SMP" -ge 1 ] || usage_err "--smp must be >= 1"
 is_uint "$TIMEOUT" && [ "$TIMEOUT" -ge 1 ] || usage_err "--timeout must be seconds >= 1"
 is_uint "$MTU" || usage_err "--mtu must be a number"
 is_uint "$PEER_WAIT" || usage_err "--peer-wait must be seconds"
+[[ "$BARRIER" =~ ^(ping|listen|connect)$ ]] || usage_err "--barrier is ping, listen or connect"
 [[ "$IP" =~ ^192\.0\.2\.[0-9]+$ ]] || usage_err "--ip must be in 192.0.2.0/24"
 [[ "$MAC" =~ ^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$ ]] || usage_err "bad --mac $MAC"
 if [ "$NUMA" = 1 ]; then
@@ -187,7 +196,7 @@ CWD=$(pwd -P)
 {
 	echo "# written by run-guest.sh; run by the guest's /init under chroot"
 	echo "RIG_IP=$(shq "$IP") RIG_MTU=$([ "$MTU" = 0 ] || shq "$MTU") RIG_RDMA=$RDMA"
-	echo "RIG_PEER_IP=$(shq "$PEER") RIG_PEER_WAIT=$PEER_WAIT"
+	echo "RIG_PEER_IP=$(shq "$PEER") RIG_PEER_WAIT=$PEER_WAIT RIG_BARRIER=$BARRIER"
 	echo "RIG_CWD=$(shq "$CWD") RIG_OUT=/rig-out"
 	echo "export RIG_IP RIG_PEER_IP RIG_OUT RIG_RDMA"
 	for e in ${ENVS[@]+"${ENVS[@]}"}; do
@@ -205,6 +214,7 @@ qcomma() { printf '%s' "${1//,/,,}"; } # a comma in a QEMU option value is doubl
 APPEND="console=ttyS0 quiet panic=-1 rig.job=$RUN/job.sh"
 [ "$RDMA" = 0 ] && APPEND="$APPEND rig.nordma=1"
 [ -n "${FERRY_RIG_P9CACHE:-}" ] && APPEND="$APPEND rig.p9cache=$FERRY_RIG_P9CACHE"
+[ -n "$EXTRA_APPEND" ] && APPEND="$APPEND $EXTRA_APPEND"
 [[ "$RUN" != *" "* ]] || skip "the run directory path has a space: $RUN"
 
 ACCEL="tcg,thread=multi"
@@ -329,7 +339,7 @@ if [ -n "$WHY" ]; then
 fi
 if [ "$QUIET" = 0 ]; then
 	# Guest uptimes: init, modules loaded, setup start, command start, command end.
-	TIMES=$(awk 'NF == 5 { printf "kernel-to-init %.2fs, modules %.2fs, net+rxe %.2fs, command %.2fs", $1, $2 - $1, $4 - $3, $5 - $4 }' \
+	TIMES=$(awk 'NF == 5 { printf "kernel-to-init %.2fs, modules %.2fs, setup %.2fs, command %.2fs", $1, $2 - $1, $4 - $3, $5 - $4 }' \
 		"$OUT/times" 2>/dev/null)
 	msg "rc=$RC wall=${WALL}s${TIMES:+ ($TIMES)} [$BOOT smp=$SMP mem=${MEM}M$([ "$NUMA" = 1 ] && echo " numa")$([ "$RDMA" = 0 ] && echo " no-rdma") ip=$IP]"
 fi

@@ -6,16 +6,18 @@
 # Guest A is 192.0.2.1 (MAC 52:54:00:00:02:01), guest B is 192.0.2.2 (52:54:00:00:02:02);
 # distinct MACs matter because rxe derives its node GUID from the MAC. The two NICs are
 # joined by a pair of unix datagram sockets (QEMU -netdev dgram): no TCP port, no start
-# order, nothing leaves the host. Each guest has rxe0 on eth0 (MTU 4200). A is meant to be
-# the server: B waits (busybox ping loop, bounded by --peer-wait) until A answers before
-# its command starts. Each command sees RIG_ROLE (a or b), RIG_IP and RIG_PEER_IP.
+# order, nothing leaves the host. Each guest has rxe0 on eth0 (MTU 4200). Both commands
+# start after a two-sided barrier (A listens on TCP port 48999, B connects, bounded by
+# --peer-wait), so both guests are fully set up when either command starts. A is meant to
+# be the server; a client in B should still retry its first connection (the server may
+# not be listening yet). Each command sees RIG_ROLE (a or b), RIG_IP and RIG_PEER_IP.
 #
 # Options (for both guests unless said):
 #   -m, --mem MIB        guest RAM each (default 1024)
 #   -s, --smp N          vCPUs each (default 1: two guests share the host's cores)
 #   -t, --timeout SEC    bound on each guest's whole run (default 300)
 #   --mtu N              eth0 MTU (default 4200)
-#   --peer-wait SEC      bound on B's wait for A (default 60)
+#   --peer-wait SEC      bound on the start barrier (default 120)
 #   --no-rdma            guests without rxe0
 #   -e, --env NAME=VAL   exported to both commands (repeatable)
 #   --out-dir DIR        keep results in DIR/a and DIR/b (see run-guest.sh --out-dir)
@@ -34,7 +36,7 @@ MEM=1024
 SMP=1
 TIMEOUT=300
 MTU=4200
-PEER_WAIT=60
+PEER_WAIT=120
 COMMON=()
 OUT_DIR=
 QUIET=0
@@ -118,11 +120,11 @@ GUEST_OPTS=(-m "$MEM" -s "$SMP" -t "$TIMEOUT" --mtu "$MTU" --no-print ${COMMON[@
 now() { date +%s.%N; }
 T0=$(now)
 "$RIG_DIR/run-guest.sh" "${GUEST_OPTS[@]}" --ip 192.0.2.1 --mac 52:54:00:00:02:01 \
-	--netdev "$(netdev "$SA" "$SB")" --peer 192.0.2.2 --peer-wait 0 -e RIG_ROLE=a \
+	--netdev "$(netdev "$SA" "$SB")" --peer 192.0.2.2 --peer-wait "$PEER_WAIT" --barrier listen -e RIG_ROLE=a \
 	--out-dir "$OUT/a" -- "${CMD_A[@]}" 2>"$OUT/a/rig.log" &
 PA=$!
 "$RIG_DIR/run-guest.sh" "${GUEST_OPTS[@]}" --ip 192.0.2.2 --mac 52:54:00:00:02:02 \
-	--netdev "$(netdev "$SB" "$SA")" --peer 192.0.2.1 --peer-wait "$PEER_WAIT" -e RIG_ROLE=b \
+	--netdev "$(netdev "$SB" "$SA")" --peer 192.0.2.1 --peer-wait "$PEER_WAIT" --barrier connect -e RIG_ROLE=b \
 	--out-dir "$OUT/b" -- "${CMD_B[@]}" 2>"$OUT/b/rig.log" &
 PB=$!
 
