@@ -3,16 +3,19 @@
 #
 # Usage: perftest.sh loopback|server|client
 #   loopback  server and client in this guest, client to $RIG_IP
-#   server    server only (guest A of a pair)
-#   client    client only, to $RIG_PEER_IP, retried while the server is not listening yet
+#   server    server only (guest A of a pair); once its rdma_cm listener exists it accepts
+#             one TCP connection on port 48998 to tell the client so
+#   client    client only, to $RIG_PEER_IP: waits for that signal, then connects (and
+#             still retries a rejected first connection)
 #
 # Environment: BW_SIZE (bytes, default 65536), BW_ITERS (default 200), BW_TIMEOUT (seconds
 # each perftest process may live, default 90), BW_ATTEMPTS (client tries, default 10).
 #
 # Traps handled (docs/rigs.md): rxe treats retry_cnt 7 as infinite, so --retry_count=6;
 # perftest never gives up on a dead peer, so every process runs under `timeout`; a client
-# that connects before the listener exists is REJECTED, so the loopback client waits for
-# the LISTEN cm_id and the cross-guest client retries; perftest block-buffers a redirected
+# that connects before the listener exists is REJECTED (and the server may then hang), so
+# the loopback client waits for the LISTEN cm_id, and the cross-guest client waits for the
+# server's ready signal on a TCP side channel; perftest block-buffers a redirected
 # stdout, so stdbuf -oL.
 # Prints the perftest output and a line "bw_average_MBps=N"; exits 0 when every perftest
 # process exited 0.
@@ -24,6 +27,7 @@ T=${BW_TIMEOUT:-90}
 ATTEMPTS=${BW_ATTEMPTS:-10}
 OUT=${RIG_OUT:-/tmp}
 ARGS="-R -F -d rxe0 -s $SIZE -n $ITERS --retry_count=6"
+READY_PORT=48998
 
 bw() { timeout -k 5 "$T" stdbuf -oL ib_write_bw $ARGS "$@"; }
 
@@ -64,13 +68,34 @@ loopback)
 	[ "$crc" = 0 ] && [ "$src" = 0 ]
 	;;
 server)
-	bw >"$OUT/server.out" 2>&1
+	bw >"$OUT/server.out" 2>&1 &
+	srv=$!
+	if ! wait_listener; then
+		echo "perftest.sh: the server did not listen within 30 s"
+		kill "$srv"
+		cat "$OUT/server.out"
+		exit 1
+	fi
+	# Tell the client (one TCP connection); bounded like the server itself.
+	timeout "$T" busybox nc -l -p $READY_PORT </dev/null >/dev/null 2>&1 ||
+		echo "perftest.sh: no client asked whether the server is ready"
+	wait "$srv"
 	src=$?
+	echo "--- server rc=$src"
 	cat "$OUT/server.out"
 	report "$OUT/server.out"
 	exit $src
 	;;
 client)
+	n=0
+	until busybox nc -w 1 "$RIG_PEER_IP" $READY_PORT </dev/null >/dev/null 2>&1; do
+		n=$((n + 1))
+		if [ $n -ge $((T * 4)) ]; then
+			echo "perftest.sh: the server never said it was ready"
+			exit 1
+		fi
+		sleep 0.25
+	done
 	i=1
 	while :; do
 		bw "$RIG_PEER_IP" >"$OUT/client.out" 2>&1
