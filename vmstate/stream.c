@@ -57,6 +57,7 @@ struct ferry_reader {
 	uint8_t *own_buf;
 	size_t pos, len;
 	uint64_t offset; /* bytes consumed */
+	uint64_t copied; /* bytes memcpy'd out of own_buf by get_buffer */
 	int err;
 	bool eof;
 	uint64_t err_offset;
@@ -519,6 +520,11 @@ const char *ferry_reader_errmsg(const struct ferry_reader *r)
 	return r->err && r->msg[0] ? r->full : "";
 }
 
+uint64_t ferry_reader_copied(const struct ferry_reader *r)
+{
+	return r->copied;
+}
+
 uint64_t ferry_reader_offset(const struct ferry_reader *r)
 {
 	return r->offset;
@@ -588,6 +594,8 @@ int ferry_get_buffer(struct ferry_reader *r, void *dst, size_t len)
 		if (avail > len)
 			avail = len;
 		memcpy(out, r->buf + r->pos, avail);
+		if (r->own_buf)
+			r->copied += avail;
 		r->pos += avail;
 		r->offset += avail;
 		out += avail;

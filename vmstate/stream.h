@@ -211,6 +211,13 @@ __attribute__((format(printf, 3, 4))) int ferry_reader_fail(struct ferry_reader 
 __attribute__((format(printf, 2, 3))) void ferry_reader_context(struct ferry_reader *r,
 								const char *fmt, ...);
 
+/**
+ * ferry_reader_copied() - bytes ferry_get_buffer() copied out of the reader's
+ * own buffer (the rest went straight from the source into place, or came
+ * from caller memory). Lets a caller account for bounce copies honestly.
+ */
+uint64_t ferry_reader_copied(const struct ferry_reader *r);
+
 /** ferry_reader_offset() - the number of bytes consumed so far. */
 uint64_t ferry_reader_offset(const struct ferry_reader *r);
 

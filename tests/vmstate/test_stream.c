@@ -5,7 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
+#include <pthread.h>
+#include <stdint.h>
 #include <unistd.h>
 
 #include <ferry/error.h>
@@ -119,41 +120,43 @@ Test(vmstate_stream, error_context_nests)
 }
 
 /* Pages written by reference and read back through a real pipe, in place. */
+enum { PIPE_PAGES = 64, PAGE = 4096 };
+static uint8_t pipe_src[PIPE_PAGES * PAGE], pipe_dst[PIPE_PAGES * PAGE];
+
+static void *pipe_writer(void *arg)
+{
+	struct ferry_writer *w = arg;
+
+	for (int i = 0; i < PIPE_PAGES; i++) {
+		ferry_put_be64(w, (uint64_t)i * PAGE | 0x08);
+		ferry_put_buffer_ref(w, pipe_src + (size_t)i * PAGE, PAGE);
+	}
+	return (void *)(intptr_t)ferry_writer_close(w);
+}
+
 Test(vmstate_stream, buffer_ref_and_direct_read_over_pipe)
 {
-	enum { PAGES = 64, PAGE = 4096 };
-	static uint8_t src[PAGES * PAGE], dst[PAGES * PAGE];
 	int fds[2];
 	struct ferry_writer *w;
 	struct ferry_reader *r;
+	pthread_t th;
+	void *wret;
 
-	for (size_t i = 0; i < sizeof(src); i++)
-		src[i] = (uint8_t)(i * 7 + i / PAGE);
+	for (size_t i = 0; i < sizeof(pipe_src); i++)
+		pipe_src[i] = (uint8_t)(i * 7 + i / PAGE);
 	cr_assert_eq(pipe(fds), 0);
 	cr_assert_eq(ferry_writer_create_fd(fds[1], true, &w), 0);
 	cr_assert_eq(ferry_reader_create_fd(fds[0], true, &r), 0);
-
-	pid_t pid = fork();
-	cr_assert_geq(pid, 0);
-	if (pid == 0) {
-		ferry_reader_destroy(r);
-		for (int i = 0; i < PAGES; i++) {
-			ferry_put_be64(w, (uint64_t)i * PAGE | 0x08);
-			ferry_put_buffer_ref(w, src + (size_t)i * PAGE, PAGE);
-		}
-		_exit(ferry_writer_close(w) == 0 ? 0 : 1);
-	}
-	ferry_writer_destroy(w);
-	for (int i = 0; i < PAGES; i++) {
+	cr_assert_eq(pthread_create(&th, NULL, pipe_writer, w), 0);
+	for (int i = 0; i < PIPE_PAGES; i++) {
 		uint64_t hdr = ferry_get_be64(r);
 		cr_assert_eq(hdr, (uint64_t)i * PAGE | 0x08);
-		cr_assert_eq(ferry_get_buffer(r, dst + (hdr & ~0xfffull), PAGE), 0);
+		cr_assert_eq(ferry_get_buffer(r, pipe_dst + (hdr & ~0xfffull), PAGE), 0);
 	}
+	cr_assert_eq(pthread_join(th, &wret), 0);
+	cr_assert_eq((intptr_t)wret, 0);
 	cr_assert(ferry_reader_at_eof(r));
-	int status;
-	cr_assert_eq(waitpid(pid, &status, 0), pid);
-	cr_assert_eq(status, 0);
-	cr_assert_arr_eq(dst, src, sizeof(src));
+	cr_assert_arr_eq(pipe_dst, pipe_src, sizeof(pipe_src));
 	ferry_reader_destroy(r);
 }
 

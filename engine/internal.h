@@ -1,0 +1,147 @@
+/* SPDX-License-Identifier: MIT */
+/* The engine's private structures: shared by the engine's .c files, included by no other module. */
+#ifndef FERRY_ENGINE_INTERNAL_H
+#define FERRY_ENGINE_INTERNAL_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <ferry/engine.h>
+#include <ferry/error.h>
+#include <ferry/savevm.h>
+#include <ferry/stream.h>
+#include <ferry_log_internal.h>
+
+#include "bitmap.h"
+
+#define eng_log(level, ...) ferry_log_msg(level, "engine", __VA_ARGS__)
+
+/* Pages travel as 4 KiB target pages whatever the block's backing (FORMAT.md §8). */
+#define ENG_PAGE_SHIFT 12
+#define ENG_PAGE_SIZE  (1u << ENG_PAGE_SHIFT)
+
+/* RAM record flags (FORMAT.md §8). */
+#define RAM_FLAG_ZERO	       0x002u
+#define RAM_FLAG_MEM_SIZE      0x004u
+#define RAM_FLAG_PAGE	       0x008u
+#define RAM_FLAG_EOS	       0x010u
+#define RAM_FLAG_CONTINUE      0x020u
+#define RAM_FLAG_XBZRLE	       0x040u
+#define RAM_FLAG_HOOK	       0x080u
+#define RAM_FLAG_MULTIFD_FLUSH 0x200u
+#define RAM_SECTION_VERSION    4
+
+/* Return-path messages, destination to source (FORMAT.md §11). */
+#define RP_MSG_SHUT 1
+#define RP_MSG_PONG 2
+
+struct eng_block {
+	char name[256];
+	uint8_t *host;
+	uint64_t length;
+	uint64_t page_size;
+	int numa_node;
+	uint64_t npages;   /* 4 KiB pages */
+	uint64_t *to_send; /* source: pages still to send */
+};
+
+/* A connection to the peer: the main stream and, on sockets, its return path. */
+struct eng_conn {
+	struct ferry_channel *ch;
+	struct ferry_writer *w; /* source: the stream; destination: the return path */
+	struct ferry_reader *r; /* destination: the stream; source: the return path */
+	bool has_return_path;	/* sockets (tcp, unix, fd on a socket) */
+	bool ends;		/* the stream ends at EOF (file, exec): vmdesc optional */
+	char kind[16];
+};
+
+/* Per-migration RAM state of the source's "ram" handler, and the destination's. */
+struct eng_ram {
+	/* source */
+	uint32_t cursor_block;
+	uint64_t cursor_page;
+	int last_block;		/* CONTINUE applies while the block does not change */
+	uint64_t pending_pages; /* set bits in every to_send map */
+	uint64_t slice_ns;	/* how long one PART may run */
+	uint64_t budget_bytes;	/* rate limit: bytes allowed in this PART, 0 = none */
+	/* destination */
+	int recv_block;
+	bool blocks_seen;
+	uint64_t copied_base;
+};
+
+struct ferry_engine {
+	pthread_mutex_t lock; /* stats, status, thread state */
+	pthread_cond_t cond;
+
+	struct eng_block *blocks;
+	uint32_t nblocks;
+	uint64_t total_ram;
+	struct ferry_devices *devs;
+	struct ferry_dirty_log *dirty;
+	struct ferry_vcpu_ops vcpu;
+	bool has_vcpu;
+	struct ferry_params params;
+	ferry_event_fn ev_fn;
+	void *ev_opaque;
+	ferry_done_fn done_fn;
+	void *done_opaque;
+
+	/* the migration in progress */
+	pthread_t thread;
+	bool thread_started; /* joinable */
+	bool running;	     /* between start and done callback */
+	atomic_bool cancel;
+	bool is_source;
+	char uri[1024];
+	struct ferry_listener *listener;
+	int listen_port;
+	struct eng_conn conn;
+	pthread_mutex_t conn_lock; /* conn.ch shutdown from other threads */
+	struct eng_ram ram;
+	bool vcpus_stopped;
+	uint64_t t_start_ns, t_setup_ns, t_down_ns, t_round_ns, t_progress_ns;
+	uint64_t round_bytes_start;
+	/* watchdog: cancel and time limits turn into a channel shutdown */
+	pthread_t watchdog;
+	bool watchdog_started;
+	bool watchdog_stop;
+	uint64_t deadline_ns; /* 0: none */
+
+	struct ferry_stats stats; /* under lock */
+};
+
+/* engine.c */
+uint64_t eng_now_ns(void);
+void eng_set_status(struct ferry_engine *eng, enum ferry_status st);
+void eng_fail(struct ferry_engine *eng, int err, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+void eng_emit(struct ferry_engine *eng, enum ferry_event_type type);
+bool eng_cancelled(struct ferry_engine *eng);
+void eng_stats_add(struct ferry_engine *eng, uint64_t *field, uint64_t v);
+int eng_watchdog_start(struct ferry_engine *eng);
+void eng_watchdog_stop(struct ferry_engine *eng);
+void eng_conn_shutdown(struct ferry_engine *eng);
+
+/* ram.c */
+extern const struct ferry_iter_ops eng_ram_ops;
+int eng_ram_prepare_source(struct ferry_engine *eng);
+int eng_ram_sync(struct ferry_engine *eng);
+void eng_ram_release(struct ferry_engine *eng);
+bool eng_page_is_zero(const uint8_t *p);
+
+/* transport.c */
+int eng_conn_connect(struct ferry_engine *eng, const char *uri);
+int eng_conn_listen(struct ferry_engine *eng, const char *uri);
+int eng_conn_accept(struct ferry_engine *eng);
+int eng_conn_finish(struct ferry_engine *eng);
+void eng_conn_close(struct ferry_engine *eng);
+
+/* migrate.c, incoming.c */
+void *eng_source_thread(void *arg);
+void *eng_dest_thread(void *arg);
+
+#endif

@@ -1,0 +1,420 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * End-to-end migrations of the synthetic guest between two engines in this
+ * process, over real transports (socketpair fd:, tcp, unix, file:, exec:),
+ * with the real dirty log. Every successful case ends with the A-B check and
+ * a page-by-page, field-by-field comparison of source and destination.
+ */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ferry/engine.h>
+#include <ferry/error.h>
+#include <ferry/log.h>
+
+#include "bench/guest.h"
+
+struct side {
+	struct ferry_engine *eng;
+	struct bench_guest *guest;
+};
+
+static void make_side(struct side *s, const struct bench_guest_attr *attr, bool source)
+{
+	cr_assert_eq(ferry_engine_create(&s->eng), 0);
+	cr_assert_eq(bench_guest_create(attr, &s->guest), 0);
+	if (source) {
+		cr_assert_eq(bench_guest_attach_source(s->guest, s->eng), 0);
+	} else {
+		/* The destination starts from different device state and zero RAM. */
+		bench_devices_fill(bench_guest_devices(s->guest), 0xdead);
+		cr_assert_eq(bench_guest_attach_dest(s->guest, s->eng), 0);
+	}
+}
+
+static void free_side(struct side *s)
+{
+	ferry_engine_destroy(s->eng);
+	bench_guest_destroy(s->guest);
+}
+
+static void expect_consistent(struct side *src, struct side *dst)
+{
+	char why[512];
+	uint64_t bad;
+
+	/* The source's vCPUs are stopped after a completed migration: compare exactly. */
+	cr_assert_eq(bench_guest_compare(src->guest, dst->guest, why, sizeof(why)), 0, "%s", why);
+	bad = bench_guest_check_ab(dst->guest, why, sizeof(why));
+	cr_assert_eq(bad, 0, "A-B check: %lu bad pages: %s", (unsigned long)bad, why);
+}
+
+static void expect_status(struct ferry_engine *eng, enum ferry_status want, const char *who)
+{
+	struct ferry_stats st;
+
+	ferry_engine_get_stats(eng, &st);
+	cr_assert_eq(st.status, want, "%s: status %s, expected %s (%s)", who,
+		     ferry_status_name(st.status), ferry_status_name(want), st.error_msg);
+}
+
+/* Run both sides to the end: the destination listens first, then the source goes. */
+static void migrate_pair(struct side *src, struct side *dst, const char *src_uri,
+			 const char *dst_uri)
+{
+	char uri[256];
+
+	cr_assert_eq(ferry_incoming(dst->eng, dst_uri, NULL, NULL), 0);
+	if (strstr(src_uri, "%d"))
+		snprintf(uri, sizeof(uri), src_uri, ferry_engine_listen_port(dst->eng));
+	else
+		snprintf(uri, sizeof(uri), "%s", src_uri);
+	cr_assert_eq(ferry_migrate(src->eng, uri, NULL, NULL), 0);
+	ferry_engine_wait(src->eng);
+	ferry_engine_wait(dst->eng);
+	expect_status(src->eng, FERRY_STATUS_COMPLETED, "source");
+	expect_status(dst->eng, FERRY_STATUS_COMPLETED, "destination");
+}
+
+static const struct bench_guest_attr small_live = {
+    .ram_bytes = 64u << 20,
+    .vcpus = 2,
+    .dirty_rate = 20u << 20,
+    .pattern = BENCH_PATTERN_AB,
+    .fill_seed = 42,
+};
+
+static void init(void)
+{
+	if (getenv("FERRY_TEST_LOG"))
+		ferry_set_log(ferry_log_stderr, NULL, FERRY_LOG_DEBUG);
+}
+
+TestSuite(engine_migrate, .init = init, .timeout = 120);
+
+Test(engine_migrate, idle_guest_over_socketpair)
+{
+	struct bench_guest_attr a = small_live;
+	struct side src, dst;
+	int sv[2];
+	char su[32], du[32];
+
+	a.vcpus = 0;
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+	snprintf(su, sizeof(su), "fd:%d", sv[0]);
+	snprintf(du, sizeof(du), "fd:%d", sv[1]);
+	migrate_pair(&src, &dst, su, du);
+	expect_consistent(&src, &dst);
+
+	struct ferry_stats st;
+	ferry_engine_get_stats(src.eng, &st);
+	/* Every page once, none twice: nothing was dirtied. */
+	cr_assert_eq(st.normal_pages + st.zero_pages, (64u << 20) / 4096);
+	cr_assert_eq(st.memcpy_bytes, 0);
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_migrate, live_guest_converges_over_tcp)
+{
+	struct side src, dst;
+	struct ferry_stats st;
+
+	make_side(&src, &small_live, true);
+	make_side(&dst, &small_live, false);
+	/* Let the vCPUs run a little before the migration starts. */
+	usleep(100000);
+	migrate_pair(&src, &dst, "tcp:127.0.0.1:%d", "tcp:127.0.0.1:0");
+	expect_consistent(&src, &dst);
+	ferry_engine_get_stats(src.eng, &st);
+	cr_assert_geq(st.rounds, 1);
+	/* Pages dirtied during the bulk round went again. */
+	cr_assert_gt(st.normal_pages + st.zero_pages, (64u << 20) / 4096);
+	cr_assert_str_eq(st.transport, "tcp");
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_migrate, live_guest_over_unix_with_huge_pages)
+{
+	struct bench_guest_attr a = small_live;
+	struct side src, dst;
+	char path[64], uri[80];
+
+	a.huge = true;
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	snprintf(path, sizeof(path), "/tmp/ferry-test-%d.sock", getpid());
+	snprintf(uri, sizeof(uri), "unix:%s", path);
+	migrate_pair(&src, &dst, uri, uri);
+	expect_consistent(&src, &dst);
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_migrate, auto_converge_under_a_bandwidth_cap)
+{
+	struct bench_guest_attr a = small_live;
+	struct side src, dst;
+	struct ferry_stats st;
+	struct ferry_params p = {
+	    .max_bandwidth = 64u << 20, /* 64 MiB/s */
+	    .downtime_limit_ms = 50,
+	    .auto_converge = true,
+	    .throttle_initial = 30,
+	    .throttle_increment = 20,
+	};
+
+	/* The guest dirties faster than the cap can move, so only throttling converges. */
+	a.dirty_rate = 0;
+	a.pattern = BENCH_PATTERN_UNIFORM;
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	cr_assert_eq(ferry_engine_set_params(src.eng, &p), 0);
+	migrate_pair(&src, &dst, "tcp:127.0.0.1:%d", "tcp:127.0.0.1:0");
+	ferry_engine_get_stats(src.eng, &st);
+	cr_assert_gt(st.throttle_pct, 0, "converged without throttling?");
+	cr_assert_geq(st.rounds, 2);
+	{
+		char why[256];
+
+		cr_assert_eq(bench_guest_compare(src.guest, dst.guest, why, sizeof(why)), 0, "%s",
+			     why);
+	}
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_migrate, file_snapshot_then_load)
+{
+	struct side src, dst;
+	char path[64], uri[80];
+
+	snprintf(path, sizeof(path), "/tmp/ferry-test-%d.qevm", getpid());
+	snprintf(uri, sizeof(uri), "file:%s", path);
+	make_side(&src, &small_live, true);
+	cr_assert_eq(ferry_migrate_sync(src.eng, uri), FERRY_STATUS_COMPLETED);
+	/* Loaded later, by another engine, as a saved snapshot. */
+	make_side(&dst, &small_live, false);
+	cr_assert_eq(ferry_incoming_sync(dst.eng, uri), FERRY_STATUS_COMPLETED);
+	expect_consistent(&src, &dst);
+	unlink(path);
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_migrate, exec_through_cat)
+{
+	struct side src, dst;
+	char path[64], out[128], in[128];
+
+	snprintf(path, sizeof(path), "/tmp/ferry-test-exec-%d.qevm", getpid());
+	snprintf(out, sizeof(out), "exec:cat > %s", path);
+	snprintf(in, sizeof(in), "exec:cat %s", path);
+	make_side(&src, &small_live, true);
+	cr_assert_eq(ferry_migrate_sync(src.eng, out), FERRY_STATUS_COMPLETED);
+	make_side(&dst, &small_live, false);
+	cr_assert_eq(ferry_incoming_sync(dst.eng, in), FERRY_STATUS_COMPLETED);
+	expect_consistent(&src, &dst);
+	unlink(path);
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_migrate, bad_uri_is_refused_without_starting)
+{
+	struct side src;
+
+	make_side(&src, &small_live, true);
+	cr_assert_eq(ferry_migrate(src.eng, "tcp:127.0.0.1:99999", NULL, NULL), FERRY_EBADURI);
+	cr_assert_eq(ferry_migrate(src.eng, "carrier-pigeon:x", NULL, NULL), FERRY_EBADURI);
+	free_side(&src);
+}
+
+/* ---- faults: the source's guest must come out unharmed ----------------------------- */
+
+/*
+ * A destination that reads the stream and hangs up at a chosen moment: after
+ * @cut_bytes, or when the source reports @cut_status, or after the whole stream
+ * without answering (@no_answer).
+ */
+struct rogue {
+	int listen_fd, port;
+	uint64_t cut_bytes;
+	atomic_bool cut;
+	pthread_t th;
+};
+
+static void *rogue_thread(void *arg)
+{
+	struct rogue *r = arg;
+	int fd = accept(r->listen_fd, NULL, NULL);
+	char buf[65536];
+	uint64_t got = 0;
+
+	if (fd < 0)
+		return NULL;
+	while (!atomic_load(&r->cut) && (!r->cut_bytes || got < r->cut_bytes)) {
+		ssize_t n = read(fd, buf, sizeof(buf));
+
+		if (n <= 0)
+			break;
+		got += (uint64_t)n;
+	}
+	close(fd);
+	return NULL;
+}
+
+static void rogue_start(struct rogue *r, uint64_t cut_bytes)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+
+	memset(r, 0, sizeof(*r));
+	r->cut_bytes = cut_bytes;
+	r->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(r->listen_fd, 0);
+	cr_assert_eq(bind(r->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(r->listen_fd, 1), 0);
+	cr_assert_eq(getsockname(r->listen_fd, (struct sockaddr *)&sa, &len), 0);
+	r->port = ntohs(sa.sin_port);
+	cr_assert_eq(pthread_create(&r->th, NULL, rogue_thread, r), 0);
+}
+
+static void rogue_stop(struct rogue *r)
+{
+	atomic_store(&r->cut, true);
+	shutdown(r->listen_fd, SHUT_RDWR);
+	pthread_join(r->th, NULL);
+	close(r->listen_fd);
+}
+
+struct fault_ctx {
+	struct rogue *rogue;
+	struct ferry_engine *eng;
+	enum ferry_status at;
+	bool cancel; /* cancel instead of cutting the connection */
+};
+
+static void on_event(void *opaque, enum ferry_event_type type, const struct ferry_stats *st)
+{
+	struct fault_ctx *f = opaque;
+
+	if (type != FERRY_EVENT_STATUS || st->status != f->at)
+		return;
+	if (f->cancel)
+		ferry_engine_cancel(f->eng);
+	else
+		atomic_store(&f->rogue->cut, true);
+}
+
+/*
+ * After a failed or cancelled migration, an idle guest's RAM and devices must
+ * equal a control copy, and a running guest's vCPUs must be running again.
+ */
+static void run_fault_p(uint64_t cut_bytes, enum ferry_status at, bool cancel, uint32_t vcpus,
+			enum ferry_status expect, const struct ferry_params *params)
+{
+	struct bench_guest_attr a = small_live;
+	struct side src;
+	struct rogue r;
+	struct fault_ctx f = {.rogue = &r, .at = at, .cancel = cancel};
+	uint8_t *control;
+	struct bench_devices dev_control;
+	uint64_t len, w0, w1;
+	char uri[64];
+	struct ferry_stats st;
+
+	a.vcpus = vcpus;
+	make_side(&src, &a, true);
+	f.eng = src.eng;
+	uint8_t *ram = bench_guest_ram(src.guest, &len);
+	control = malloc(len);
+	memcpy(control, ram, len);
+	dev_control = *bench_guest_devices(src.guest);
+	cr_assert_eq(ferry_engine_set_event_cb(src.eng, on_event, &f), 0);
+	if (params)
+		cr_assert_eq(ferry_engine_set_params(src.eng, params), 0);
+	rogue_start(&r, cut_bytes);
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", r.port);
+	cr_assert_eq(ferry_migrate(src.eng, uri, NULL, NULL), 0);
+	ferry_engine_wait(src.eng);
+	rogue_stop(&r);
+	ferry_engine_get_stats(src.eng, &st);
+	cr_assert_eq(st.status, expect, "status %s (%s)", ferry_status_name(st.status),
+		     st.error_msg);
+	cr_assert_lt(st.error, 0);
+	cr_assert_neq(st.error_msg[0], '\0');
+	if (vcpus == 0) {
+		cr_assert_eq(memcmp(control, ram, len), 0, "the source's RAM changed");
+	} else {
+		w0 = bench_guest_page_writes(src.guest);
+		usleep(50000);
+		w1 = bench_guest_page_writes(src.guest);
+		cr_assert_gt(w1, w0, "the source's vCPUs did not resume");
+	}
+	{
+		char why[128];
+		cr_assert_eq(bench_devices_compare(&dev_control, bench_guest_devices(src.guest),
+						   why, sizeof(why)),
+			     0, "device field %s changed", why);
+	}
+	free(control);
+	free_side(&src);
+}
+
+static void run_fault(uint64_t cut_bytes, enum ferry_status at, bool cancel, uint32_t vcpus,
+		      enum ferry_status expect)
+{
+	run_fault_p(cut_bytes, at, cancel, vcpus, expect, NULL);
+}
+
+Test(engine_migrate, peer_drops_in_setup)
+{
+	run_fault(16, FERRY_STATUS_NONE, false, 0, FERRY_STATUS_FAILED);
+}
+
+Test(engine_migrate, peer_drops_in_bulk)
+{
+	run_fault(8u << 20, FERRY_STATUS_NONE, false, 2, FERRY_STATUS_FAILED);
+}
+
+Test(engine_migrate, peer_drops_at_switchover)
+{
+	run_fault(0, FERRY_STATUS_DEVICE, false, 2, FERRY_STATUS_FAILED);
+}
+
+Test(engine_migrate, peer_never_answers)
+{
+	/* Reads everything and never sends its verdict: the timeout fails it, vCPUs resume. */
+	const struct ferry_params p = {.timeout_ms = 3000};
+
+	run_fault_p(0, FERRY_STATUS_NONE, false, 2, FERRY_STATUS_FAILED, &p);
+}
+
+Test(engine_migrate, cancel_in_active)
+{
+	run_fault(0, FERRY_STATUS_ACTIVE, true, 2, FERRY_STATUS_CANCELLED);
+}
+
+Test(engine_migrate, cancel_at_switchover)
+{
+	run_fault(0, FERRY_STATUS_DEVICE, true, 2, FERRY_STATUS_CANCELLED);
+}
+
+Test(engine_migrate, cancel_idle_guest_untouched)
+{
+	run_fault(0, FERRY_STATUS_ACTIVE, true, 0, FERRY_STATUS_CANCELLED);
+}

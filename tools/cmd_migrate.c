@@ -1,0 +1,415 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * `ferry send`, `ferry listen` and `ferry sample`: the synthetic guest
+ * migrated between two processes (or hosts), through the public API only.
+ *
+ *   ferry listen tcp:0.0.0.0:4444 --ram 1G
+ *   ferry send   tcp:HOST:4444    --ram 1G --dirty-rate 100M --vcpus 2
+ *
+ * Both sides build the same guest from the same seed; the destination then
+ * verifies what arrived without the source at hand (bench_guest_verify()).
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <ferry/engine.h>
+#include <ferry/error.h>
+#include <ferry/log.h>
+
+#include "commands.h"
+#include "guest.h"
+
+int cli_parse_size(const char *s, uint64_t *out)
+{
+	char *end;
+	double v;
+	uint64_t mult = 1;
+
+	errno = 0;
+	v = strtod(s, &end);
+	if (errno || end == s || v < 0)
+		return -EINVAL;
+	switch (*end) {
+	case 'k':
+	case 'K':
+		mult = 1ull << 10;
+		end++;
+		break;
+	case 'm':
+	case 'M':
+		mult = 1ull << 20;
+		end++;
+		break;
+	case 'g':
+	case 'G':
+		mult = 1ull << 30;
+		end++;
+		break;
+	case 't':
+	case 'T':
+		mult = 1ull << 40;
+		end++;
+		break;
+	default:
+		break;
+	}
+	/* Tolerate "MiB", "MB", "B/s", "/s". */
+	if (*end == 'i')
+		end++;
+	if (*end == 'B' || *end == 'b')
+		end++;
+	if (strcmp(end, "/s") == 0)
+		end += 2;
+	if (*end)
+		return -EINVAL;
+	*out = (uint64_t)(v * (double)mult);
+	return 0;
+}
+
+static int parse_pattern(const char *s, enum bench_pattern *p)
+{
+	static const char *const names[] = {"ab", "uniform", "hot", "sequential"};
+
+	for (int i = 0; i < 4; i++)
+		if (strcmp(s, names[i]) == 0) {
+			*p = (enum bench_pattern)i;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+static double mib(uint64_t b)
+{
+	return (double)b / (1024.0 * 1024.0);
+}
+
+/* The live progress line, on a terminal only. */
+static void on_event(void *opaque, enum ferry_event_type type, const struct ferry_stats *st)
+{
+	bool *tty = opaque;
+
+	if (!*tty)
+		return;
+	(void)type;
+	fprintf(stderr,
+		"\r[%-9s] round %-4" PRIu64 " sent %8.1f MiB  remaining %8.1f MiB  %7.1f MiB/s  "
+		"expected downtime %5" PRIu64 " ms  throttle %2d%% ",
+		ferry_status_name(st->status), st->rounds, mib(st->transferred), mib(st->remaining),
+		mib(st->throughput), st->expected_downtime_ms, st->throttle_pct);
+	if (st->status >= FERRY_STATUS_COMPLETED && st->status != FERRY_STATUS_CANCELLING)
+		fputc('\n', stderr);
+}
+
+json_t *cli_stats_json(const struct ferry_stats *st)
+{
+	json_t *o = json_object();
+
+	json_object_set_new(o, "status", json_string(ferry_status_name(st->status)));
+	if (st->error) {
+		json_object_set_new(o, "error", json_string(ferry_err_name(st->error)));
+		json_object_set_new(o, "error_msg", json_string(st->error_msg));
+	}
+	json_object_set_new(o, "transport", json_string(st->transport));
+	json_object_set_new(o, "setup_ms", json_integer((json_int_t)st->setup_ms));
+	json_object_set_new(o, "total_ms", json_integer((json_int_t)st->total_ms));
+	json_object_set_new(o, "downtime_ms", json_integer((json_int_t)st->downtime_ms));
+	json_object_set_new(o, "downtime_limit_ms",
+			    json_integer((json_int_t)st->downtime_limit_ms));
+	json_object_set_new(o, "expected_downtime_ms",
+			    json_integer((json_int_t)st->expected_downtime_ms));
+	json_object_set_new(o, "transferred", json_integer((json_int_t)st->transferred));
+	json_object_set_new(o, "remaining", json_integer((json_int_t)st->remaining));
+	json_object_set_new(o, "total_ram", json_integer((json_int_t)st->total_ram));
+	json_object_set_new(o, "dirty_rate", json_integer((json_int_t)st->dirty_rate));
+	json_object_set_new(o, "throughput", json_integer((json_int_t)st->throughput));
+	json_object_set_new(o, "rounds", json_integer((json_int_t)st->rounds));
+	json_object_set_new(o, "normal_pages", json_integer((json_int_t)st->normal_pages));
+	json_object_set_new(o, "zero_pages", json_integer((json_int_t)st->zero_pages));
+	json_object_set_new(o, "memcpy_bytes", json_integer((json_int_t)st->memcpy_bytes));
+	json_object_set_new(o, "throttle_pct", json_integer(st->throttle_pct));
+	return o;
+}
+
+static void print_summary(const char *side, const struct ferry_stats *st, const char *verify)
+{
+	fprintf(stderr,
+		"%s: %s over %s\n"
+		"  total %" PRIu64 " ms, setup %" PRIu64 " ms, downtime %" PRIu64
+		" ms (limit %" PRIu64 " ms)\n"
+		"  transferred %.1f MiB of %.1f MiB RAM in %" PRIu64 " rounds; %" PRIu64
+		" normal + %" PRIu64 " zero pages\n",
+		side, ferry_status_name(st->status), st->transport[0] ? st->transport : "-",
+		st->total_ms, st->setup_ms, st->downtime_ms, st->downtime_limit_ms,
+		mib(st->transferred), mib(st->total_ram), st->rounds, st->normal_pages,
+		st->zero_pages);
+	if (st->error)
+		fprintf(stderr, "  error: %s\n", st->error_msg);
+	if (verify)
+		fprintf(stderr, "  verification: %s\n", verify);
+}
+
+struct opts {
+	struct bench_guest_attr g;
+	struct ferry_params p;
+	bool json, quiet;
+	const char *uri;
+};
+
+static int parse_common(int argc, char **argv, struct opts *o, bool source)
+{
+	static const struct option longopts[] = {
+	    {"ram", required_argument, NULL, 'r'},
+	    {"vcpus", required_argument, NULL, 'c'},
+	    {"dirty-rate", required_argument, NULL, 'd'},
+	    {"pattern", required_argument, NULL, 'p'},
+	    {"downtime-limit", required_argument, NULL, 'l'},
+	    {"max-bandwidth", required_argument, NULL, 'b'},
+	    {"auto-converge", no_argument, NULL, 'a'},
+	    {"timeout", required_argument, NULL, 't'},
+	    {"huge", no_argument, NULL, 'H'},
+	    {"seed", required_argument, NULL, 's'},
+	    {"json", no_argument, NULL, 'j'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
+	};
+	int c;
+
+	memset(o, 0, sizeof(*o));
+	o->g.ram_bytes = 256ull << 20;
+	o->g.vcpus = source ? 2 : 0;
+	o->g.dirty_rate = 0;
+	o->g.fill_seed = 42;
+	o->p.machine = "ferry-synthetic";
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+		uint64_t v;
+
+		switch (c) {
+		case 'r':
+			if (cli_parse_size(optarg, &o->g.ram_bytes) < 0 || o->g.ram_bytes == 0)
+				goto bad;
+			break;
+		case 'c':
+			o->g.vcpus = (uint32_t)strtoul(optarg, NULL, 10);
+			break;
+		case 'd':
+			if (cli_parse_size(optarg, &o->g.dirty_rate) < 0)
+				goto bad;
+			break;
+		case 'p':
+			if (parse_pattern(optarg, &o->g.pattern) < 0)
+				goto bad;
+			break;
+		case 'l':
+			o->p.downtime_limit_ms = strtoull(optarg, NULL, 10);
+			break;
+		case 'b':
+			if (cli_parse_size(optarg, &v) < 0)
+				goto bad;
+			o->p.max_bandwidth = v;
+			break;
+		case 'a':
+			o->p.auto_converge = true;
+			break;
+		case 't':
+			o->p.timeout_ms = strtoull(optarg, NULL, 10);
+			break;
+		case 'H':
+			o->g.huge = true;
+			break;
+		case 's':
+			o->g.fill_seed = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
+		case 'j':
+			o->json = true;
+			break;
+		case 'q':
+			o->quiet = true;
+			break;
+		case 'h':
+			return 1;
+		default:
+			return -EINVAL;
+		}
+	}
+	if (optind != argc - 1) {
+		fprintf(stderr, "ferry: expected exactly one URI\n");
+		return -EINVAL;
+	}
+	o->uri = argv[optind];
+	o->g.ram_bytes = (o->g.ram_bytes + (2u << 20) - 1) & ~((uint64_t)(2u << 20) - 1);
+	return 0;
+bad:
+	fprintf(stderr, "ferry: bad value '%s'\n", optarg);
+	return -EINVAL;
+}
+
+static const char send_usage[] =
+    "usage: ferry send URI [--ram SIZE] [--vcpus N] [--dirty-rate RATE] [--pattern P]\n"
+    "                      [--downtime-limit MS] [--max-bandwidth RATE] [--auto-converge]\n"
+    "                      [--timeout MS] [--huge] [--seed N] [--json] [--quiet]\n"
+    "Migrate a synthetic guest (RAM SIZE, N vCPUs dirtying RATE bytes/s in pattern\n"
+    "ab|uniform|hot|sequential) to URI: tcp:HOST:PORT, unix:PATH, file:PATH, exec:CMD, fd:N.\n";
+
+static const char listen_usage[] =
+    "usage: ferry listen URI [--ram SIZE] [--pattern P] [--seed N] [--timeout MS] [--json]\n"
+    "Receive a synthetic guest from `ferry send` (same --ram, --pattern and --seed) and\n"
+    "verify it: the A-B check, every page's contents and every device field.\n";
+
+int cmd_send(int argc, char **argv)
+{
+	struct opts o;
+	struct ferry_engine *eng = NULL;
+	struct bench_guest *g = NULL;
+	struct ferry_stats st;
+	bool tty;
+	int ret = parse_common(argc, argv, &o, true);
+
+	if (ret) {
+		fputs(send_usage, ret > 0 ? stdout : stderr);
+		return ret > 0 ? 0 : 2;
+	}
+	tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
+	ret = ferry_engine_create(&eng);
+	if (!ret)
+		ret = bench_guest_create(&o.g, &g);
+	if (!ret)
+		ret = bench_guest_attach_source(g, eng);
+	if (!ret)
+		ret = ferry_engine_set_params(eng, &o.p);
+	if (!ret)
+		ret = ferry_engine_set_event_cb(eng, on_event, &tty);
+	if (ret < 0) {
+		fprintf(stderr, "ferry send: setting up the guest failed: %s\n",
+			ferry_strerror(ret));
+		goto out;
+	}
+	if (!o.quiet && !o.json)
+		fprintf(stderr, "ferry send: %.0f MiB guest, %u vCPUs, dirty log %s, to %s\n",
+			mib(o.g.ram_bytes), o.g.vcpus, bench_guest_dirty_kind(g), o.uri);
+	ferry_migrate_sync(eng, o.uri);
+	ferry_engine_get_stats(eng, &st);
+	if (o.json) {
+		json_t *j = cli_stats_json(&st);
+
+		json_object_set_new(j, "side", json_string("source"));
+		json_dumpf(j, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		json_decref(j);
+	} else if (!o.quiet) {
+		print_summary("source", &st, NULL);
+	}
+	ret = st.status == FERRY_STATUS_COMPLETED ? 0 : -1;
+out:
+	ferry_engine_destroy(eng);
+	bench_guest_destroy(g);
+	return ret == 0 ? 0 : 1;
+}
+
+int cmd_listen(int argc, char **argv)
+{
+	struct opts o;
+	struct ferry_engine *eng = NULL;
+	struct bench_guest *g = NULL;
+	struct ferry_stats st;
+	char why[1024] = "";
+	uint64_t bad = 0;
+	bool tty;
+	int ret = parse_common(argc, argv, &o, false);
+
+	if (ret) {
+		fputs(listen_usage, ret > 0 ? stdout : stderr);
+		return ret > 0 ? 0 : 2;
+	}
+	tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
+	ret = ferry_engine_create(&eng);
+	if (!ret) {
+		struct bench_guest_attr ga = o.g;
+
+		/* The destination's RAM starts empty and its devices differ: all must arrive. */
+		ga.vcpus = 0;
+		ga.fill_seed = 0;
+		ret = bench_guest_create(&ga, &g);
+	}
+	if (!ret) {
+		bench_devices_fill(bench_guest_devices(g), 0xdead);
+		ret = bench_guest_attach_dest(g, eng);
+	}
+	if (!ret)
+		ret = ferry_engine_set_params(eng, &o.p);
+	if (!ret)
+		ret = ferry_engine_set_event_cb(eng, on_event, &tty);
+	if (!ret)
+		ret = ferry_incoming(eng, o.uri, NULL, NULL);
+	if (ret < 0) {
+		fprintf(stderr, "ferry listen: %s\n", ferry_strerror(ret));
+		goto out;
+	}
+	if (!o.quiet && !o.json) {
+		if (ferry_engine_listen_port(eng))
+			fprintf(stderr, "ferry listen: waiting on port %d\n",
+				ferry_engine_listen_port(eng));
+		else
+			fprintf(stderr, "ferry listen: reading %s\n", o.uri);
+	}
+	ferry_engine_wait(eng);
+	ferry_engine_get_stats(eng, &st);
+	if (st.status == FERRY_STATUS_COMPLETED)
+		bad = bench_guest_verify(g, &o.g, why, sizeof(why));
+	if (o.json) {
+		json_t *j = cli_stats_json(&st);
+
+		json_object_set_new(j, "side", json_string("destination"));
+		json_object_set_new(j, "verified",
+				    json_boolean(st.status == FERRY_STATUS_COMPLETED && bad == 0));
+		if (bad)
+			json_object_set_new(j, "verify_error", json_string(why));
+		json_dumpf(j, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		json_decref(j);
+	} else if (!o.quiet) {
+		print_summary("destination", &st,
+			      st.status != FERRY_STATUS_COMPLETED ? "not attempted"
+			      : bad				  ? why
+				    : "every page and device field as expected");
+	}
+	ret = st.status == FERRY_STATUS_COMPLETED && bad == 0 ? 0 : -1;
+out:
+	ferry_engine_destroy(eng);
+	bench_guest_destroy(g);
+	return ret == 0 ? 0 : 1;
+}
+
+int cmd_sample(int argc, char **argv)
+{
+	struct bench_devices d;
+	FILE *f;
+	int ret;
+
+	if (argc != 2 || argv[1][0] == '-') {
+		fprintf(stderr, "usage: ferry sample FILE\n"
+				"Write a savevm v3 stream of the sample devices to FILE.\n");
+		return 2;
+	}
+	f = fopen(argv[1], "wb");
+	if (!f) {
+		fprintf(stderr, "ferry sample: %s: %s\n", argv[1], strerror(errno));
+		return 1;
+	}
+	bench_devices_fill(&d, 42);
+	ret = bench_write_sample_stream(fileno(f), &d);
+	if (fclose(f) != 0 && !ret)
+		ret = -errno;
+	if (ret < 0) {
+		fprintf(stderr, "ferry sample: %s\n", ferry_strerror(ret));
+		return 1;
+	}
+	return 0;
+}
