@@ -344,8 +344,9 @@ job_fuzz() {
 			grep -a -v '^#' "$out" | grep -a -v '# Uses:' | tail -n 50
 			for a in "$LOGS/$t"-*; do
 				[[ -f $a ]] || continue
-				echo "input $a ($(stat -c %s "$a") bytes), first 512 as hex:"
-				od -An -tx1 -N512 "$a"
+				echo "input $a ($(stat -c %s "$a") bytes), first 256 as hex:"
+				od -An -tx1 -N256 "$a"
+				echo "reproduce: ${FUZZ_BUILD#"$ROOT"/}/tests/fuzz/$t ${a#"$ROOT"/}"
 			done
 		else
 			echo "$t: ${runs:-?} inputs, no finding"
@@ -353,7 +354,7 @@ job_fuzz() {
 		total=$((total + ${runs:-0}))
 	done
 	if ((rc)); then
-		echo "NOTE: a fuzz target found something; reproduce: <target> <input>"
+		echo "NOTE: a fuzz target found something (input and command above)"
 	else
 		echo "NOTE: ${targets[*]}: ${FERRY_FUZZ_SECONDS}s each, $total inputs, no finding"
 	fi
