@@ -32,6 +32,12 @@
 #   FERRY_SKIP="fuzz rig"      jobs not to run (for quick local runs)
 #   FERRY_EXTRA_PACKAGES="..." more apt packages to ensure
 #   FERRY_JOBS=<nproc>         parallel build jobs
+#
+# The rig job's contract with tests/rig/smoke.sh: it is run as
+# `FERRY_BUILD_DIR=$ROOT/build FERRY_LOG_DIR=$ROOT/build/logs/rig bash tests/rig/smoke.sh`
+# and exits 0 (passed), 77 (skipped; prints "SKIP: <why>") or anything else
+# (failed). Its packages: the rig list below plus tests/rig/packages.
+#
 # The job_* functions run through `bash -c` under timeout, which shellcheck
 # cannot follow:
 # shellcheck disable=SC2317
@@ -56,6 +62,8 @@ export FERRY_FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-60}
 export FERRY_VALGRIND_FILTER=${FERRY_VALGRIND_FILTER:-'@(vmstate|channels)_*/*'}
 FERRY_BUDGET_MINUTES=${FERRY_BUDGET_MINUTES:-60}
 FERRY_SKIP=${FERRY_SKIP:-}
+FINAL_RESERVE=600 # seconds kept for the final ferry-tests run
+FINAL_TIMEOUT=1800
 export DEBIAN_FRONTEND=noninteractive
 
 # Debian 12 package names (each checked with apt-cache policy). libclang-rt-dev
@@ -64,6 +72,16 @@ export DEBIAN_FRONTEND=noninteractive
 PACKAGES=(build-essential cmake pkg-config git clang clang-format libclang-rt-dev
 	libcriterion-dev libjansson-dev libibverbs-dev librdmacm-dev libnuma-dev libhwloc-dev
 	numactl hwloc iperf3 valgrind qemu-system-x86 python3)
+# What the soft-RoCE rig needs (docs: RIGS.md), when the rig is in the tree;
+# tests/rig/packages (one name per line, # comments) may add more.
+if [[ $MODE == test && -f $ROOT/tests/rig/smoke.sh ]]; then
+	PACKAGES+=(busybox-static cpio kmod iproute2 rdma-core ibverbs-providers ibverbs-utils
+		rdmacm-utils perftest)
+	if [[ -f $ROOT/tests/rig/packages ]]; then
+		# shellcheck disable=SC2207 # one name per word
+		PACKAGES+=($(sed 's/#.*//' "$ROOT/tests/rig/packages"))
+	fi
+fi
 # shellcheck disable=SC2206 # a space-separated list
 PACKAGES+=(${FERRY_EXTRA_PACKAGES:-})
 
@@ -105,15 +123,17 @@ skipped_by_user() {
 # $LOGS/<name>.log, under a timeout. The job returns 0 (ok), 77 (skipped, with
 # a "SKIP: why" line) or anything else (failed).
 run_job() {
-	local name=$1 limit=$2 log=$LOGS/$1.log t0=$SECONDS rc note
-	local left=$((FERRY_BUDGET_MINUTES * 60 - (SECONDS - START)))
+	local name=$1 limit=$2 log=$LOGS/$1.log t0=$SECONDS rc note reserve=0
+	# Checks leave room for the final run of the suite.
+	[[ $name == packages || $name == build ]] || reserve=$FINAL_RESERVE
+	local left=$((FERRY_BUDGET_MINUTES * 60 - (SECONDS - START) - reserve))
 
 	if skipped_by_user "$name"; then
 		record "$name" skip 0 "FERRY_SKIP"
 		return 0
 	fi
 	if ((left < 120)); then
-		record "$name" skip 0 "time budget ($FERRY_BUDGET_MINUTES min) spent"
+		record "$name" skip 0 "no time left in the budget ($FERRY_BUDGET_MINUTES min, of which $((FINAL_RESERVE / 60)) kept for the suite)"
 		return 0
 	fi
 	((limit > left)) && limit=$left
@@ -438,8 +458,9 @@ run_job rig 1500
 
 print_table
 echo "== tests: build/tests/ferry-tests (log: build/logs/tests.log)"
-"$BUILD/tests/ferry-tests" 2>&1 </dev/null | tee "$LOGS/tests.log"
+timeout -k 30 "$FINAL_TIMEOUT" "$BUILD/tests/ferry-tests" 2>&1 </dev/null | tee "$LOGS/tests.log"
 rc=${PIPESTATUS[0]}
+((rc == 124)) && echo "ferry-tests timed out after $(fmt_time "$FINAL_TIMEOUT")"
 if ((rc != 0 || ${#FAILED[@]} != 0)); then
 	exit 1
 fi
