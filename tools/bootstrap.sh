@@ -115,6 +115,12 @@ job_note() { # log prefix
 	grep -a "^$2: " "$1" 2>/dev/null | tail -n 1 | sed "s/^$2: //"
 }
 
+# "Tested: 12 | Passing: 12 | Failing: 0 | Crashing: 0" -> "12 tests, 0 failing, 0 crashing"
+synthesis() { # log
+	grep -a 'Synthesis:' "$1" 2>/dev/null | tail -n 1 |
+		sed -E 's/.*Tested: ([0-9]+) \| Passing: [0-9]+ \| Failing: ([0-9]+) \| Crashing: ([0-9]+).*/\1 tests, \2 failing, \3 crashing/'
+}
+
 skipped_by_user() {
 	[[ " $FERRY_SKIP " == *" $1 "* ]]
 }
@@ -264,7 +270,7 @@ job_asan() {
 		echo "NOTE: $n sanitizer report(s) in ${rep#"$ROOT"/}"
 		return 1
 	fi
-	grep -a 'Synthesis:' "$LOGS/asan.log" | tail -n 1 | sed 's/^.*Synthesis: /NOTE: /'
+	echo "NOTE: $(synthesis "$LOGS/asan.log"), no sanitizer report"
 	return "$rc"
 }
 
@@ -304,9 +310,7 @@ EOF
 		echo "NOTE: memcheck errors in $(wc -w <<<"$bad") of $n processes"
 		return 1
 	fi
-	local syn
-	syn=$(grep -a 'Synthesis:' "$LOGS/valgrind.log" | tail -n 1 | sed 's/^.*Synthesis: //')
-	echo "NOTE: $n processes clean; filter $FERRY_VALGRIND_FILTER; $syn"
+	echo "NOTE: $FERRY_VALGRIND_FILTER: $(synthesis "$LOGS/valgrind.log"), $n processes clean"
 	return "$rc"
 }
 
@@ -407,7 +411,7 @@ job_packages_exported() {
 	job_packages
 }
 export -f job_packages job_packages_exported job_build job_format job_asan job_valgrind \
-	job_clang job_fuzz job_rig missing_packages seed_dir
+	job_clang job_fuzz job_rig missing_packages seed_dir synthesis
 
 # ---- main --------------------------------------------------------------------------
 
