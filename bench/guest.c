@@ -407,9 +407,10 @@ uint64_t bench_guest_page_writes(struct bench_guest *g)
 	return atomic_load(&g->writes);
 }
 
-uint64_t bench_guest_check_ab(struct bench_guest *g, char *why, size_t whylen)
+/* The A-B check over shares of @nvcpus vCPUs (the layout of the guest that wrote it). */
+static uint64_t check_ab(struct bench_guest *g, uint32_t nvcpus, char *why, size_t whylen)
 {
-	uint32_t n = g->attr.vcpus ? g->attr.vcpus : 1;
+	uint32_t n = nvcpus ? nvcpus : 1;
 	uint64_t share = g->npages / n, bad = 0;
 	size_t used = 0;
 
@@ -440,6 +441,11 @@ uint64_t bench_guest_check_ab(struct bench_guest *g, char *why, size_t whylen)
 	return bad;
 }
 
+uint64_t bench_guest_check_ab(struct bench_guest *g, char *why, size_t whylen)
+{
+	return check_ab(g, g->attr.vcpus, why, whylen);
+}
+
 int bench_guest_compare(struct bench_guest *g, struct bench_guest *other, char *why, size_t whylen)
 {
 	if (g->attr.ram_bytes != other->attr.ram_bytes) {
@@ -458,7 +464,7 @@ int bench_guest_compare(struct bench_guest *g, struct bench_guest *other, char *
 uint64_t bench_guest_verify(struct bench_guest *g, const struct bench_guest_attr *attr, char *why,
 			    size_t whylen)
 {
-	uint64_t bad = bench_guest_check_ab(g, why, whylen);
+	uint64_t bad = check_ab(g, attr->vcpus, why, whylen);
 	size_t used = strlen(why);
 	uint32_t s = attr->fill_seed;
 	struct bench_devices expect;

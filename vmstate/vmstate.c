@@ -396,7 +396,8 @@ static int save_field(struct ferry_writer *w, const struct ferry_vmsd *vmsd,
 {
 	int64_t n = field_count(f, opaque);
 	bool is_array = f->flags & (FERRY_VMS_F_ARRAY | FERRY_VMS_F_VARRAY);
-	bool compress = desc_can_compress(f);
+	/* Elements of an array of pointers differ (NULL or not): describe each. */
+	bool compress = desc_can_compress(f) && !(f->flags & FERRY_VMS_F_ARRAY_OF_PTR);
 	uint8_t *base;
 	char name[300];
 	int ret = 0;
@@ -453,11 +454,6 @@ static int save_field(struct ferry_writer *w, const struct ferry_vmsd *vmsd,
 			int64_t alen = is_array && compress ? n : -1;
 			int64_t idx = is_array && !compress ? i : -1;
 
-			/* Arrays of pointers are described one element at a time. */
-			if (f->flags & FERRY_VMS_F_ARRAY_OF_PTR) {
-				alen = -1;
-				idx = i;
-			}
 			o = desc_field_new(name, type, alen, idx);
 			if (f->kind == FERRY_VMS_STRUCT && !null_elem)
 				sd = json_object();

@@ -75,8 +75,11 @@ static void migrate_pair(struct side *src, struct side *dst, const char *src_uri
 	char uri[256];
 
 	cr_assert_eq(ferry_incoming(dst->eng, dst_uri, NULL, NULL), 0);
-	if (strstr(src_uri, "%d"))
-		snprintf(uri, sizeof(uri), src_uri, ferry_engine_listen_port(dst->eng));
+	/* A source URI ending in ":PORT" is completed with the port the destination bound. */
+	size_t n = strlen(src_uri);
+	if (n > 5 && strcmp(src_uri + n - 5, ":PORT") == 0)
+		snprintf(uri, sizeof(uri), "%.*s:%d", (int)(n - 5), src_uri,
+			 ferry_engine_listen_port(dst->eng));
 	else
 		snprintf(uri, sizeof(uri), "%s", src_uri);
 	cr_assert_eq(ferry_migrate(src->eng, uri, NULL, NULL), 0);
@@ -136,7 +139,7 @@ Test(engine_migrate, live_guest_converges_over_tcp)
 	make_side(&dst, &small_live, false);
 	/* Let the vCPUs run a little before the migration starts. */
 	usleep(100000);
-	migrate_pair(&src, &dst, "tcp:127.0.0.1:%d", "tcp:127.0.0.1:0");
+	migrate_pair(&src, &dst, "tcp:127.0.0.1:PORT", "tcp:127.0.0.1:0");
 	expect_consistent(&src, &dst);
 	ferry_engine_get_stats(src.eng, &st);
 	cr_assert_geq(st.rounds, 1);
@@ -183,7 +186,7 @@ Test(engine_migrate, auto_converge_under_a_bandwidth_cap)
 	make_side(&src, &a, true);
 	make_side(&dst, &a, false);
 	cr_assert_eq(ferry_engine_set_params(src.eng, &p), 0);
-	migrate_pair(&src, &dst, "tcp:127.0.0.1:%d", "tcp:127.0.0.1:0");
+	migrate_pair(&src, &dst, "tcp:127.0.0.1:PORT", "tcp:127.0.0.1:0");
 	ferry_engine_get_stats(src.eng, &st);
 	cr_assert_gt(st.throttle_pct, 0, "converged without throttling?");
 	cr_assert_geq(st.rounds, 2);

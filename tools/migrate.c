@@ -22,7 +22,7 @@
 #include <ferry/error.h>
 #include <ferry/log.h>
 
-#include "commands.h"
+#include "cli.h"
 #include "guest.h"
 
 int cli_parse_size(const char *s, uint64_t *out)
@@ -263,7 +263,7 @@ static const char listen_usage[] =
     "Receive a synthetic guest from `ferry send` (same --ram, --pattern and --seed) and\n"
     "verify it: the A-B check, every page's contents and every device field.\n";
 
-int cmd_send(int argc, char **argv)
+int ferry_cmd_send(int argc, char **argv)
 {
 	struct opts o;
 	struct ferry_engine *eng = NULL;
@@ -313,7 +313,7 @@ out:
 	return ret == 0 ? 0 : 1;
 }
 
-int cmd_listen(int argc, char **argv)
+int ferry_cmd_listen(int argc, char **argv)
 {
 	struct opts o;
 	struct ferry_engine *eng = NULL;
@@ -387,7 +387,7 @@ out:
 	return ret == 0 ? 0 : 1;
 }
 
-int cmd_sample(int argc, char **argv)
+int ferry_cmd_sample(int argc, char **argv)
 {
 	struct bench_devices d;
 	FILE *f;
