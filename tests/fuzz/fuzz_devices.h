@@ -15,6 +15,10 @@
  *   "fzram"     an iterative handler: START carries a total size, each PART
  *               a bounded chunk, END a checksum of what was sent
  *
+ * and, when tests/vmstate/test_devices.h is in the tree (the build defines
+ * FZ_HAVE_TEST_DEVICES), the VMState suites' own devices: their section set
+ * (td_set_register()) and one "td-<name>" device per description of theirs.
+ *
  * Not thread-safe: one set per process, as a fuzz target is.
  */
 #ifndef FERRY_TESTS_FUZZ_DEVICES_H
@@ -26,6 +30,9 @@
 #include <ferry/savevm.h>
 
 #include "bench/sample_devices.h"
+#ifdef FZ_HAVE_TEST_DEVICES
+#include "tests/vmstate/test_devices.h"
+#endif
 
 #define FZ_NVALS_MAX   12
 #define FZ_BLOB_MAX    32
@@ -81,11 +88,32 @@ struct fz_ram {
 	bool started, ended;
 };
 
+#ifdef FZ_HAVE_TEST_DEVICES
+struct fz_td {
+	struct td_set set;
+	struct td_scalars scalars;
+	struct td_arrays arrays;
+	struct td_varrays varrays;
+	struct td_buffers buffers;
+	struct td_wrap wrap;
+	struct td_poly poly;
+	struct td_pt poly_store[4]; /* what poly.ptrs[0] and [2] point to; [1], [3] are NULL */
+	struct td_equal equal;
+	struct td_versioned versioned;
+	struct td_subdev subdev;
+	struct td_hooked hooked;
+	struct td_vnet vnet;
+};
+#endif
+
 struct fz_devices {
 	struct fz_dev dev;
 	struct fz_legacy legacy;
 	struct fz_ram ram;
 	struct bench_devices bench;
+#ifdef FZ_HAVE_TEST_DEVICES
+	struct fz_td td;
+#endif
 };
 
 /**
@@ -95,9 +123,10 @@ struct fz_devices {
 void fz_devices_init(struct fz_devices *d, uint32_t seed);
 
 /**
- * fz_devices_register() - register every device of @d (fz, fzlegacy, fzram
- * and the bench samples) with @reg. Returns 0 or an error.
+ * fz_devices_register() - register the devices of @d (fz, fzlegacy, fzram,
+ * the bench samples and, with @with_test_devices, the suites' devices when
+ * built with them) with @reg. Returns 0 or an error.
  */
-int fz_devices_register(struct fz_devices *d, struct ferry_devices *reg);
+int fz_devices_register(struct fz_devices *d, struct ferry_devices *reg, bool with_test_devices);
 
 #endif

@@ -32,7 +32,8 @@ static void run(const uint8_t *data, size_t size, const struct ferry_inspect_opt
 	if (ret == -ENOMEM)
 		goto out;
 	CHECK(json != NULL);
-	json_t *j = json_loads(json, 0, NULL);
+	/* A name from the stream may hold NUL bytes: "\u0000" is valid JSON. */
+	json_t *j = json_loads(json, JSON_ALLOW_NUL, NULL);
 	CHECK(j != NULL);
 	if (ret < 0) {
 		CHECK(err != NULL && err[0] != '\0');

@@ -60,7 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 
 	fz_devices_init(&devs, 0);
-	if (ferry_devices_create(&reg) < 0 || fz_devices_register(&devs, reg) < 0 ||
+	if (ferry_devices_create(&reg) < 0 || fz_devices_register(&devs, reg, true) < 0 ||
 	    ferry_reader_create_mem(data, size, &r) < 0)
 		abort(); /* out of memory or a broken fuzz harness, not a finding */
 
