@@ -261,6 +261,7 @@ job_asan() {
 		-DFERRY_SANITIZE=address,undefined &&
 		cmake --build "$ASAN_BUILD" -j "$FERRY_JOBS" || return 1
 	ASAN_OPTIONS=log_path=$rep/asan:detect_leaks=1:abort_on_error=0 \
+		LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
 		"$ASAN_BUILD/tests/ferry-tests"
 	rc=$?
