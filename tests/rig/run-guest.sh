@@ -171,7 +171,7 @@ RUN=$(mktemp -d "${TMPDIR:-/tmp}/ferry-rig.XXXXXX") || skip "mktemp failed"
 if [ -n "$OUT_DIR" ]; then
 	mkdir -p "$OUT_DIR" || usage_err "cannot create --out-dir $OUT_DIR"
 	OUT=$(cd "$OUT_DIR" && pwd -P)
-	rm -f "$OUT"/{stdout,stderr,rc,times,setup-error,init-error,console.log}
+	rm -f "$OUT"/{stdout,stderr,rc,times,setup-error,init-error,dmesg,console.log}
 else
 	OUT="$RUN/out"
 	mkdir -p "$OUT"
@@ -219,6 +219,7 @@ APPEND="console=ttyS0 quiet panic=-1 rig.job=$RUN/job.sh"
 
 ACCEL="tcg,thread=multi"
 [ -n "$TB_SIZE" ] && ACCEL="$ACCEL,tb-size=$TB_SIZE"
+# shellcheck disable=SC2054 # commas belong to QEMU option values
 Q=("$QEMU" -nodefaults -no-user-config -display none -no-reboot
 	-accel "$ACCEL" -cpu max -m "$MEM" -smp "$SMP"
 	-kernel "$KERNEL" -initrd "$KDIR/initrd.cpio" -append "$APPEND"

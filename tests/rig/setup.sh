@@ -78,8 +78,7 @@ missing_packages() {
 APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
 
 apt_update() {
-	local i
-	for i in 1 2 3; do
+	for _ in 1 2 3; do
 		apt-get "${APT_OPTS[@]}" -qq update >&2 && return 0
 		sleep 5
 	done
