@@ -44,6 +44,10 @@
 # In the guest the command sees RIG_IP, RIG_PEER_IP, RIG_OUT (a directory whose files end
 # up in --out-dir) and RIG_RDMA (1 or 0).
 #
+# Environment: FERRY_RIG_CACHE (the cache setup.sh fills, default /var/cache/ferry-rig),
+# FERRY_RIG_MEM, FERRY_RIG_SMP, FERRY_RIG_TIMEOUT (defaults of -m, -s, -t), and
+# FERRY_RIG_P9CACHE (a 9p cache= mode for the host root, e.g. loose; default none).
+#
 # Exit status: the command's own exit status; 77 when the rig cannot run here (no QEMU,
 # no guest kernel obtainable; the reason is on stderr); 124 when the timeout expired;
 # 125 when the rig failed (QEMU error, guest setup failed, the guest died without
