@@ -92,6 +92,7 @@ rig_job_main() {
 	[ "$RIG_RDMA" = 1 ] && rig_rdma_setup
 	rig_wait_peer
 	# The kernel default (8 MiB) is too small for real registrations by non-root users.
+	# shellcheck disable=SC3045 # dash and busybox sh have ulimit -l
 	ulimit -l unlimited 2>/dev/null
 	cd "$RIG_CWD" || rig_setup_fail "working directory $RIG_CWD not visible in the guest"
 	_t_cmd=$(rig_uptime)

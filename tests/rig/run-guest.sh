@@ -44,6 +44,10 @@
 # In the guest the command sees RIG_IP, RIG_PEER_IP, RIG_OUT (a directory whose files end
 # up in --out-dir) and RIG_RDMA (1 or 0).
 #
+# Environment: FERRY_RIG_CACHE (the cache setup.sh fills, default /var/cache/ferry-rig),
+# FERRY_RIG_MEM, FERRY_RIG_SMP, FERRY_RIG_TIMEOUT (defaults of -m, -s, -t), and
+# FERRY_RIG_P9CACHE (a 9p cache= mode for the host root, e.g. loose; default none).
+#
 # Exit status: the command's own exit status; 77 when the rig cannot run here (no QEMU,
 # no guest kernel obtainable; the reason is on stderr); 124 when the timeout expired;
 # 125 when the rig failed (QEMU error, guest setup failed, the guest died without
@@ -171,7 +175,7 @@ RUN=$(mktemp -d "${TMPDIR:-/tmp}/ferry-rig.XXXXXX") || skip "mktemp failed"
 if [ -n "$OUT_DIR" ]; then
 	mkdir -p "$OUT_DIR" || usage_err "cannot create --out-dir $OUT_DIR"
 	OUT=$(cd "$OUT_DIR" && pwd -P)
-	rm -f "$OUT"/{stdout,stderr,rc,times,setup-error,init-error,console.log}
+	rm -f "$OUT"/{stdout,stderr,rc,times,setup-error,init-error,dmesg,console.log}
 else
 	OUT="$RUN/out"
 	mkdir -p "$OUT"
@@ -219,6 +223,7 @@ APPEND="console=ttyS0 quiet panic=-1 rig.job=$RUN/job.sh"
 
 ACCEL="tcg,thread=multi"
 [ -n "$TB_SIZE" ] && ACCEL="$ACCEL,tb-size=$TB_SIZE"
+# shellcheck disable=SC2054 # commas belong to QEMU option values
 Q=("$QEMU" -nodefaults -no-user-config -display none -no-reboot
 	-accel "$ACCEL" -cpu max -m "$MEM" -smp "$SMP"
 	-kernel "$KERNEL" -initrd "$KDIR/initrd.cpio" -append "$APPEND"

@@ -139,13 +139,13 @@ while [ -z "$RCA" ] || [ -z "$RCB" ]; do
 	ST=$?
 	[ -n "$DONE" ] || continue
 	if [ "$DONE" = "$PA" ]; then
-		RCA=$ST PA= TA=$(now)
+		RCA=$ST PA="" TA=$(now)
 		if rig_failure "$RCA" && [ -n "$PB" ]; then
 			msg "guest A failed as a rig (rc $RCA): stopping guest B"
 			kill -TERM "$PB" 2>/dev/null
 		fi
 	else
-		RCB=$ST PB= TB=$(now)
+		RCB=$ST PB="" TB=$(now)
 		if rig_failure "$RCB" && [ -n "$PA" ]; then
 			msg "guest B failed as a rig (rc $RCB): stopping guest A"
 			kill -TERM "$PA" 2>/dev/null

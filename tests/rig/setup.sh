@@ -78,8 +78,7 @@ missing_packages() {
 APT_OPTS=(-o DPkg::Lock::Timeout=600 -o Acquire::Retries=3)
 
 apt_update() {
-	local i
-	for i in 1 2 3; do
+	for _ in 1 2 3; do
 		apt-get "${APT_OPTS[@]}" -qq update >&2 && return 0
 		sleep 5
 	done
@@ -336,7 +335,7 @@ main() {
 	fi
 	[ -d "$CACHE" ] || die_skip "no rig cache at $CACHE (run tests/rig/setup.sh as root)"
 	# One builder at a time (two guests started together both call setup).
-	exec 9>>"$CACHE/.lock" 2>/dev/null || exec 9</dev/null # read-only cache: no lock needed
+	{ exec 9>>"$CACHE/.lock"; } 2>/dev/null || exec 9</dev/null # read-only cache: no lock needed
 	flock -w 900 9 || die_skip "timed out waiting for the lock on $CACHE"
 
 	pkgver=$(resolve_kernel_pkg)
