@@ -163,19 +163,23 @@ static int uffd_open(bool allow_user_mode_only, bool *user_mode_only)
 	*user_mode_only = false;
 	if (fd >= 0)
 		return fd;
-	if (errno == ENOSYS) {
-		ferry_log_msg(FERRY_LOG_ERROR, "engine",
-			      "dirty log: the kernel has no userfaultfd (CONFIG_USERFAULTFD)");
-		return -ENOSYS;
-	}
-	if (errno != EPERM && errno != EACCES)
-		return -errno;
+	int err = errno;
+	if (err != ENOSYS && err != EPERM && err != EACCES)
+		return -err;
+	/* Also on ENOSYS: a seccomp filter (or valgrind) may refuse the call, not the device. */
 	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 	if (dev >= 0) {
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
 		close(dev);
 		if (fd >= 0)
 			return fd;
+	}
+	if (err == ENOSYS) {
+		ferry_log_msg(
+		    FERRY_LOG_ERROR, "engine",
+		    "dirty log: no userfaultfd (the kernel lacks CONFIG_USERFAULTFD, or a "
+		    "seccomp filter refuses the system call)");
+		return -ENOSYS;
 	}
 	if (allow_user_mode_only) {
 		fd = (int)syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);

@@ -198,6 +198,12 @@ int eng_watchdog_start(struct ferry_engine *eng);
 void eng_watchdog_stop(struct ferry_engine *eng);
 void eng_conn_shutdown(struct ferry_engine *eng);
 
+/* converge.c: pure arithmetic of convergence */
+uint64_t eng_bandwidth(uint64_t bytes, uint64_t elapsed_ns);
+uint64_t eng_expected_downtime_ms(uint64_t remaining, uint64_t bandwidth);
+bool eng_round_is_hot(uint64_t dirtied, uint64_t sent);
+int eng_next_throttle(int current, int initial, int increment, int max);
+
 /* ram.c */
 extern const struct ferry_iter_ops eng_ram_ops;
 int eng_ram_prepare_source(struct ferry_engine *eng);

@@ -13,13 +13,10 @@
 #include <getopt.h>
 #include <inttypes.h>
 #include <jansson.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/resource.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ferry/engine.h>
@@ -93,14 +90,30 @@ static double mib(uint64_t b)
 	return (double)b / (1024.0 * 1024.0);
 }
 
-/* The live progress line, on a terminal only. */
+json_t *cli_stats_json(const struct ferry_stats *st);
+
+struct progress {
+	bool tty;    /* a live line on stderr */
+	bool events; /* JSON lines on stdout */
+};
+
+/* Progress: a live line on a terminal, and/or one JSON line per event. */
 static void on_event(void *opaque, enum ferry_event_type type, const struct ferry_stats *st)
 {
-	bool *tty = opaque;
+	struct progress *p = opaque;
 
-	if (!*tty)
+	if (p->events) {
+		static const char *const names[] = {"?", "status", "round", "progress"};
+		json_t *j = cli_stats_json(st);
+
+		json_object_set_new(j, "event", json_string(names[type <= 3 ? type : 0]));
+		json_dumpf(j, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		fflush(stdout);
+		json_decref(j);
+	}
+	if (!p->tty)
 		return;
-	(void)type;
 	fprintf(stderr,
 		"\r[%-9s] round %-4" PRIu64 " sent %8.1f MiB  remaining %8.1f MiB  %7.1f MiB/s  "
 		"expected downtime %5" PRIu64 " ms  throttle %2d%% ",
@@ -154,11 +167,11 @@ json_t *cli_stats_json(const struct ferry_stats *st)
 /* The data-path workers as a JSON array (empty without a data path). */
 static json_t *workers_json(struct ferry_engine *eng)
 {
-	struct ferry_worker_stats ws[64];
-	int n = ferry_engine_get_worker_stats(eng, ws, 64);
+	struct ferry_worker_stats ws[FERRY_MAX_CHANNELS];
+	int n = ferry_engine_get_worker_stats(eng, ws, FERRY_MAX_CHANNELS);
 	json_t *a = json_array();
 
-	for (int i = 0; i < n && i < 64; i++) {
+	for (int i = 0; i < n && i < FERRY_MAX_CHANNELS; i++) {
 		json_t *o = json_object();
 
 		json_object_set_new(o, "index", json_integer(ws[i].index));
@@ -189,70 +202,6 @@ static double cpu_seconds(void)
 	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
-static double wall_seconds(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-#ifndef MADV_POPULATE_WRITE
-#define MADV_POPULATE_WRITE 23
-#endif
-
-struct prefault_slice {
-	uint8_t *p;
-	size_t len;
-	int err;
-};
-
-static void *prefault_thread(void *arg)
-{
-	struct prefault_slice *s = arg;
-
-	/* Fault every page in now (as writes), so the migration does not pay for it. */
-	if (madvise(s->p, s->len, MADV_POPULATE_WRITE) < 0)
-		s->err = errno;
-	return NULL;
-}
-
-/*
- * Populate the destination's RAM before the migration: one thread per CPU,
- * each on its own 2 MiB-aligned slice (the RAM is already THP-advised with
- * --huge). Returns 0 or -errno.
- */
-static int prefault(uint8_t *ram, uint64_t len, double *secs)
-{
-	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
-	uint32_t n = ncpu > 0 && ncpu < 64 ? (uint32_t)ncpu : 1;
-	struct prefault_slice sl[64];
-	pthread_t th[64];
-	bool started[64];
-	uint64_t per = (len / n + (2u << 20) - 1) & ~(uint64_t)((2u << 20) - 1);
-	double t0 = wall_seconds();
-	int ret = 0;
-
-	for (uint32_t i = 0; i < n; i++) {
-		uint64_t off = per * i;
-
-		sl[i].p = ram + (off < len ? off : len);
-		sl[i].len = off < len ? (len - off < per ? len - off : per) : 0;
-		sl[i].err = 0;
-		started[i] = pthread_create(&th[i], NULL, prefault_thread, &sl[i]) == 0;
-		if (!started[i])
-			prefault_thread(&sl[i]);
-	}
-	for (uint32_t i = 0; i < n; i++) {
-		if (started[i])
-			pthread_join(th[i], NULL);
-		if (sl[i].err && !ret)
-			ret = -sl[i].err;
-	}
-	*secs = wall_seconds() - t0;
-	return ret;
-}
-
 static void print_summary(const char *side, const struct ferry_stats *st, const char *verify)
 {
 	fprintf(stderr,
@@ -274,9 +223,8 @@ static void print_summary(const char *side, const struct ferry_stats *st, const 
 struct opts {
 	struct bench_guest_attr g;
 	struct ferry_params p;
-	bool json, quiet;
+	bool json, quiet, events;
 	bool non_live; /* send: no dirty log, no vCPUs: a stopped guest */
-	bool prefault; /* listen: populate the RAM before the migration */
 	const char *uri;
 };
 
@@ -294,12 +242,12 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 	    {"huge", no_argument, NULL, 'H'},
 	    {"seed", required_argument, NULL, 's'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"events", no_argument, NULL, 'e'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"channels", required_argument, NULL, 'C'},
 	    {"zerocopy", no_argument, NULL, 'Z'},
 	    {"topology", required_argument, NULL, 'T'},
 	    {"non-live", no_argument, NULL, 'N'},
-	    {"prefault", no_argument, NULL, 'P'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -361,7 +309,7 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 			char *end;
 			unsigned long n = strtoul(optarg, &end, 10);
 
-			if (*end || n > 64)
+			if (*end || end == optarg || n > FERRY_MAX_CHANNELS)
 				goto bad;
 			o->p.channels = (uint32_t)n;
 			break;
@@ -374,10 +322,11 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 			break;
 		case 'N':
 			o->non_live = true;
-			o->g.vcpus = 0;
 			break;
-		case 'P':
-			o->prefault = true;
+		case 'e':
+			o->events =
+			    true; /* JSON lines of every event on stdout, for `ferry demo` */
+			o->json = true;
 			break;
 		case 'h':
 			return 1;
@@ -407,16 +356,15 @@ static const char send_usage[] =
     "--channels N moves the pages over N data connections beside the main stream (tcp:,\n"
     "unix:), one NUMA-placed worker each; --zerocopy sends them with MSG_ZEROCOPY;\n"
     "--topology synthetic:DESC|xml:PATH places the workers on a described topology;\n"
-    "--non-live migrates a stopped guest (no vCPUs, no dirty log). docs/data-path.md\n";
+    "--non-live migrates a stopped guest (no vCPUs, no dirty log). See docs/data-path.md.\n";
 
 static const char listen_usage[] =
     "usage: ferry listen URI [--ram SIZE] [--pattern P] [--seed N] [--timeout MS] [--json]\n"
-    "                        [--huge] [--prefault] [--topology T]\n"
+    "                        [--huge] [--topology T]\n"
     "Receive a synthetic guest from `ferry send` (same --ram, --pattern and --seed) and\n"
-    "verify it: the A-B check, every page's contents and every device field.\n"
-    "--huge backs the RAM with transparent huge pages; --prefault populates it before the\n"
-    "migration (MADV_POPULATE_WRITE, one thread per CPU). Data connections are accepted\n"
-    "as the source asks (`ferry send --channels N`).\n";
+    "verify it: the A-B check, every page's contents and every device field. The RAM is\n"
+    "populated before the source connects (--huge: with transparent huge pages); data\n"
+    "connections are accepted as the source asks (`ferry send --channels N`).\n";
 
 int ferry_cmd_send(int argc, char **argv)
 {
@@ -424,15 +372,18 @@ int ferry_cmd_send(int argc, char **argv)
 	struct ferry_engine *eng = NULL;
 	struct bench_guest *g = NULL;
 	struct ferry_stats st;
+	struct progress prog;
 	double cpu0, cpu1;
-	bool tty;
 	int ret = parse_common(argc, argv, &o, true);
 
 	if (ret) {
 		fputs(send_usage, ret > 0 ? stdout : stderr);
 		return ret > 0 ? 0 : 2;
 	}
-	tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
+	prog.tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
+	prog.events = o.events;
+	if (o.non_live)
+		o.g.vcpus = 0;
 	ret = ferry_engine_create(&eng);
 	if (!ret)
 		ret = bench_guest_create(&o.g, &g);
@@ -444,7 +395,7 @@ int ferry_cmd_send(int argc, char **argv)
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &o.p);
 	if (!ret)
-		ret = ferry_engine_set_event_cb(eng, on_event, &tty);
+		ret = ferry_engine_set_event_cb(eng, on_event, &prog);
 	if (ret < 0) {
 		fprintf(stderr, "ferry send: setting up the guest failed: %s\n",
 			ferry_strerror(ret));
@@ -463,6 +414,9 @@ int ferry_cmd_send(int argc, char **argv)
 		json_t *j = cli_stats_json(&st);
 
 		json_object_set_new(j, "side", json_string("source"));
+		json_object_set_new(j, "event", json_string("done"));
+		json_object_set_new(j, "dirty_log",
+				    json_string(o.non_live ? "none" : bench_guest_dirty_kind(g)));
 		json_object_set_new(j, "cpu_s", json_real(cpu1 - cpu0));
 		json_object_set_new(j, "workers", workers_json(eng));
 		json_dumpf(j, stdout, JSON_COMPACT);
@@ -486,15 +440,16 @@ int ferry_cmd_listen(int argc, char **argv)
 	struct ferry_stats st;
 	char why[1024] = "";
 	uint64_t bad = 0;
-	double cpu0 = 0, cpu1 = 0, prefault_s = -1;
-	bool tty;
+	struct progress prog;
+	double cpu0 = 0, cpu1 = 0;
 	int ret = parse_common(argc, argv, &o, false);
 
 	if (ret) {
 		fputs(listen_usage, ret > 0 ? stdout : stderr);
 		return ret > 0 ? 0 : 2;
 	}
-	tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
+	prog.tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
+	prog.events = o.events;
 	ret = ferry_engine_create(&eng);
 	if (!ret) {
 		struct bench_guest_attr ga = o.g;
@@ -502,16 +457,9 @@ int ferry_cmd_listen(int argc, char **argv)
 		/* The destination's RAM starts empty and its devices differ: all must arrive. */
 		ga.vcpus = 0;
 		ga.fill_seed = 0;
+		/* Pay the first-touch faults before the source connects (docs/benchmarks.md). */
+		ga.prefault = true;
 		ret = bench_guest_create(&ga, &g);
-	}
-	if (!ret && o.prefault) {
-		uint64_t len;
-		uint8_t *ram = bench_guest_ram(g, &len);
-
-		ret = prefault(ram, len, &prefault_s);
-		if (ret < 0)
-			fprintf(stderr, "ferry listen: prefaulting the RAM failed: %s\n",
-				ferry_strerror(ret));
 	}
 	if (!ret) {
 		bench_devices_fill(bench_guest_devices(g), 0xdead);
@@ -520,13 +468,18 @@ int ferry_cmd_listen(int argc, char **argv)
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &o.p);
 	if (!ret)
-		ret = ferry_engine_set_event_cb(eng, on_event, &tty);
+		ret = ferry_engine_set_event_cb(eng, on_event, &prog);
+	/* The cost of the migration alone: the RAM was populated above. */
 	cpu0 = cpu_seconds();
 	if (!ret)
 		ret = ferry_incoming(eng, o.uri, NULL, NULL);
 	if (ret < 0) {
 		fprintf(stderr, "ferry listen: %s\n", ferry_strerror(ret));
 		goto out;
+	}
+	if (o.events) {
+		printf("{\"event\":\"listening\",\"port\":%d}\n", ferry_engine_listen_port(eng));
+		fflush(stdout);
 	}
 	if (!o.quiet && !o.json) {
 		if (ferry_engine_listen_port(eng))
@@ -544,9 +497,8 @@ int ferry_cmd_listen(int argc, char **argv)
 		json_t *j = cli_stats_json(&st);
 
 		json_object_set_new(j, "side", json_string("destination"));
+		json_object_set_new(j, "event", json_string("done"));
 		json_object_set_new(j, "cpu_s", json_real(cpu1 - cpu0));
-		if (prefault_s >= 0)
-			json_object_set_new(j, "prefault_s", json_real(prefault_s));
 		json_object_set_new(j, "workers", workers_json(eng));
 		json_object_set_new(j, "verified",
 				    json_boolean(st.status == FERRY_STATUS_COMPLETED && bad == 0));
