@@ -118,6 +118,22 @@ static void dp_free(struct eng_dp *dp)
 	dp->nblocks = 0;
 }
 
+/*
+ * The topology for params.numa_topology, loaded once and kept by the engine
+ * (this machine's takes tens of milliseconds to read from sysfs, on the
+ * setup path of both sides). Migration thread, or the caller before one runs.
+ */
+int eng_dp_topology(struct ferry_engine *eng, char *err, size_t errlen)
+{
+	const char *want = eng->params.numa_topology ? eng->params.numa_topology : "";
+
+	if (eng->topology && strcmp(eng->topology->desc, want) == 0)
+		return 0;
+	eng_topology_free(eng->topology);
+	eng->topology = NULL;
+	return eng_topology_load(want, &eng->topology, err, errlen);
+}
+
 /* Blocks in the source's order (@order: engine index of each), and the workers' placement. */
 static int dp_build(struct ferry_engine *eng, const uint32_t *order, uint32_t lanes)
 {
@@ -143,8 +159,10 @@ static int dp_build(struct ferry_engine *eng, const uint32_t *order, uint32_t la
 		dp->blocks[i] = (struct ferry_dp_block){b->name, b->host, b->length, b->numa_node};
 		pb[i] = (struct eng_place_block){b->host, b->length, b->numa_node};
 	}
-	ret = eng_place(eng->params.numa_topology, pb, eng->nblocks, lanes, &dp->place, err,
-			sizeof(err));
+	ret = eng_dp_topology(eng, err, sizeof(err));
+	if (!ret)
+		ret =
+		    eng_place(eng->topology, pb, eng->nblocks, lanes, &dp->place, err, sizeof(err));
 	free(pb);
 	if (ret < 0) {
 		eng_fail(eng, ret, "placing %u data-path workers: %s", lanes, err);
@@ -522,6 +540,8 @@ void eng_dp_stop(struct ferry_engine *eng, bool graceful)
 void eng_dp_fini(struct ferry_engine *eng)
 {
 	dp_free(&eng->dp);
+	eng_topology_free(eng->topology);
+	eng->topology = NULL;
 	free(eng->dp.final);
 	eng->dp.final = NULL;
 	eng->dp.nfinal = 0;

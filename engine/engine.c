@@ -390,6 +390,9 @@ static int start(struct ferry_engine *eng, const char *uri, ferry_done_fn done, 
 		ret = eng_conn_listen(eng, uri);
 		if (ret < 0)
 			return ret;
+		/* A listener may get data connections: read the topology now, not in setup. */
+		if (eng->listener && eng_dp_topology(eng, NULL, 0) < 0)
+			eng_log(FERRY_LOG_DEBUG, "NUMA topology not loaded ahead");
 	} else {
 		struct ferry_uri parsed;
 

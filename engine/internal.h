@@ -174,6 +174,7 @@ struct ferry_engine {
 	pthread_mutex_t conn_lock; /* conn.ch shutdown from other threads */
 	struct eng_ram ram;
 	struct eng_dp dp;
+	struct eng_topology *topology; /* loaded for the data path, kept: loading is slow */
 	bool vcpus_stopped;
 	uint64_t t_start_ns, t_setup_ns, t_down_ns, t_round_ns, t_progress_ns;
 	uint64_t round_bytes_start;
@@ -223,6 +224,7 @@ uint64_t eng_dp_wire_bytes(struct ferry_engine *eng);
 void eng_dp_refresh_stats(struct ferry_engine *eng);
 uint64_t eng_bytes_sent(struct ferry_engine *eng);
 void eng_dp_fini(struct ferry_engine *eng);
+int eng_dp_topology(struct ferry_engine *eng, char *err, size_t errlen);
 
 /* workers.c: the worker pool */
 int eng_workers_start(struct ferry_engine *eng);

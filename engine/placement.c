@@ -35,14 +35,25 @@ __attribute__((format(printf, 3, 4))) static void set_err(char *err, size_t len,
 	va_end(ap);
 }
 
-static int load_topology(const char *desc, hwloc_topology_t *out, bool *thissystem, char *err,
-			 size_t errlen)
+int eng_topology_load(const char *desc, struct eng_topology **out, char *err, size_t errlen)
 {
+	struct eng_topology *et;
 	hwloc_topology_t t;
 	int ret = 0;
 
-	if (hwloc_topology_init(&t) < 0)
+	*out = NULL;
+	et = calloc(1, sizeof(*et));
+	if (!et)
 		return -ENOMEM;
+	et->desc = strdup(desc ? desc : "");
+	if (!et->desc || hwloc_topology_init(&t) < 0) {
+		free(et->desc);
+		free(et);
+		return -ENOMEM;
+	}
+	/* Only what placement reads: NUMA nodes and the CPUs under them. */
+	hwloc_topology_set_io_types_filter(t, HWLOC_TYPE_FILTER_KEEP_NONE);
+	hwloc_topology_set_cache_types_filter(t, HWLOC_TYPE_FILTER_KEEP_NONE);
 	if (desc && strncmp(desc, "synthetic:", 10) == 0) {
 		if (hwloc_topology_set_synthetic(t, desc + 10) < 0) {
 			set_err(err, errlen, "bad synthetic topology '%s'", desc + 10);
@@ -64,11 +75,23 @@ static int load_topology(const char *desc, hwloc_topology_t *out, bool *thissyst
 	}
 	if (ret) {
 		hwloc_topology_destroy(t);
+		free(et->desc);
+		free(et);
 		return ret;
 	}
-	*thissystem = hwloc_topology_is_thissystem(t);
-	*out = t;
+	et->topo = t;
+	et->thissystem = hwloc_topology_is_thissystem(t);
+	*out = et;
 	return 0;
+}
+
+void eng_topology_free(struct eng_topology *t)
+{
+	if (!t)
+		return;
+	hwloc_topology_destroy(t->topo);
+	free(t->desc);
+	free(t);
 }
 
 /* The logical index of the node whose OS index is @os, or -1. */
@@ -180,11 +203,12 @@ static void cpus_text(hwloc_const_bitmap_t set, char *buf, size_t len)
 		memcpy(buf + len - 4, "...", 4);
 }
 
-int eng_place(const char *topology, const struct eng_place_block *blocks, uint32_t nblocks,
-	      uint32_t nworkers, struct eng_placement *out, char *err, size_t errlen)
+int eng_place(const struct eng_topology *topo, const struct eng_place_block *blocks,
+	      uint32_t nblocks, uint32_t nworkers, struct eng_placement *out, char *err,
+	      size_t errlen)
 {
-	hwloc_topology_t t = NULL;
-	bool thissystem = false;
+	hwloc_topology_t t = topo->topo;
+	bool thissystem = topo->thissystem;
 	uint64_t *bytes = NULL;
 	uint32_t *count = NULL, *next = NULL, **node_workers = NULL, rr = 0;
 	int **nodes = NULL, nnodes, ret;
@@ -194,9 +218,6 @@ int eng_place(const char *topology, const struct eng_place_block *blocks, uint32
 		set_err(err, errlen, "cannot place %s workers", nworkers ? "so many" : "zero");
 		return -EINVAL;
 	}
-	ret = load_topology(topology, &t, &thissystem, err, errlen);
-	if (ret < 0)
-		return ret;
 	out->topo = t;
 	out->bindable = thissystem;
 	nnodes = hwloc_get_nbobjs_by_type(t, HWLOC_OBJ_NUMANODE);
@@ -341,7 +362,5 @@ void eng_place_fini(struct eng_placement *p)
 	free(p->owner);
 	free(p->nchunks);
 	free(p->workers);
-	if (p->topo)
-		hwloc_topology_destroy(p->topo);
 	memset(p, 0, sizeof(*p));
 }

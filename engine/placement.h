@@ -45,6 +45,24 @@ struct eng_place_worker {
 	void *cpuset;	    /* hwloc_bitmap_t */
 };
 
+/* A loaded topology: this machine's or a described one; shared by placements. */
+struct eng_topology {
+	void *topo;	 /* hwloc_topology_t */
+	bool thissystem; /* threads can be bound */
+	char *desc;	 /* what was asked for ("" = this machine) */
+};
+
+/**
+ * eng_topology_load() - load @desc: NULL or "" (this machine),
+ * "synthetic:DESC" or "xml:PATH". Costs tens of milliseconds for this machine
+ * (sysfs), so the engine keeps the result.
+ * Returns 0, -EINVAL (with @err) or -ENOMEM.
+ */
+int eng_topology_load(const char *desc, struct eng_topology **out, char *err, size_t errlen);
+
+/** eng_topology_free() - NULL is allowed. */
+void eng_topology_free(struct eng_topology *t);
+
 struct eng_placement {
 	uint32_t nworkers;
 	struct eng_place_worker *workers;
@@ -53,18 +71,19 @@ struct eng_placement {
 	uint16_t **owner;  /* per block, per chunk: the worker that owns it */
 	uint32_t nnodes;   /* NUMA nodes of the topology */
 	bool bindable;	   /* the topology is this machine's: threads can be bound */
-	void *topo;	   /* hwloc_topology_t */
+	void *topo;	   /* hwloc_topology_t, not owned */
 };
 
 /**
- * eng_place() - place @nworkers workers for @blocks on @topology.
- * @topology: NULL or "" (this machine), "synthetic:DESC" or "xml:PATH".
+ * eng_place() - place @nworkers workers for @blocks on @topo, which must
+ * outlive the placement. Workers are numbered node by node (node 0's first).
  * @err: a message for a person on failure.
- * Thread context: any; uses nothing shared. Returns 0, -EINVAL (bad topology
- * text, no workers), -ENOMEM. Call eng_place_fini() in every case.
+ * Thread context: any; the topology is only read. Returns 0, -EINVAL (no
+ * workers, no blocks), -ENOMEM. Call eng_place_fini() in every case.
  */
-int eng_place(const char *topology, const struct eng_place_block *blocks, uint32_t nblocks,
-	      uint32_t nworkers, struct eng_placement *out, char *err, size_t errlen);
+int eng_place(const struct eng_topology *topo, const struct eng_place_block *blocks,
+	      uint32_t nblocks, uint32_t nworkers, struct eng_placement *out, char *err,
+	      size_t errlen);
 
 /** eng_place_owner() - the worker that owns page @page of block @block. */
 static inline uint32_t eng_place_owner(const struct eng_placement *p, uint32_t block, uint64_t page)

@@ -38,7 +38,31 @@ static void init(void)
 		ferry_set_log(ferry_log_stderr, NULL, FERRY_LOG_DEBUG);
 }
 
-TestSuite(engine_placement, .init = init, .timeout = 60);
+/* The topology of the last place() call; placements point into it. */
+static struct eng_topology *topo;
+
+static void fini(void)
+{
+	eng_topology_free(topo);
+	topo = NULL;
+}
+
+TestSuite(engine_placement, .init = init, .fini = fini, .timeout = 60);
+
+/* Load @desc and place on it (the engine keeps the topology the same way). */
+static int place(const char *desc, const struct eng_place_block *b, uint32_t nblocks,
+		 uint32_t nworkers, struct eng_placement *p, char *err, size_t errlen)
+{
+	int ret;
+
+	eng_topology_free(topo);
+	topo = NULL;
+	memset(p, 0, sizeof(*p));
+	ret = eng_topology_load(desc, &topo, err, errlen);
+	if (ret < 0)
+		return ret;
+	return eng_place(topo, b, nblocks, nworkers, p, err, errlen);
+}
 
 /* Every chunk's owner sits on the chunk's node; returns workers per node. */
 static void check_placement(const struct eng_placement *p, const struct eng_place_block *b,
@@ -82,7 +106,7 @@ Test(engine_placement, two_nodes_even)
 	uint32_t per[2];
 	char err[256];
 
-	cr_assert_eq(eng_place(TWO_NODES, b, 2, 4, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(place(TWO_NODES, b, 2, 4, &p, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(p.nnodes, 2);
 	check_placement(&p, b, 2, per, 2);
 	cr_assert_eq(per[0], 2);
@@ -100,14 +124,14 @@ Test(engine_placement, two_nodes_follow_the_share_of_ram)
 	uint32_t per[2];
 	char err[256];
 
-	cr_assert_eq(eng_place(TWO_NODES, b, 2, 4, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(place(TWO_NODES, b, 2, 4, &p, err, sizeof(err)), 0, "%s", err);
 	check_placement(&p, b, 2, per, 2);
 	cr_assert_eq(per[0], 3);
 	cr_assert_eq(per[1], 1);
 	eng_place_fini(&p);
 
 	/* Two workers: one per node, even though node 0 holds three quarters. */
-	cr_assert_eq(eng_place(TWO_NODES, b, 2, 2, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(place(TWO_NODES, b, 2, 2, &p, err, sizeof(err)), 0, "%s", err);
 	check_placement(&p, b, 2, per, 2);
 	cr_assert_eq(per[0], 1);
 	cr_assert_eq(per[1], 1);
@@ -124,13 +148,13 @@ Test(engine_placement, four_nodes_one_without_ram)
 	uint32_t per[4];
 	char err[256];
 
-	cr_assert_eq(eng_place(FOUR_NODES, b, 4, 4, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(place(FOUR_NODES, b, 4, 4, &p, err, sizeof(err)), 0, "%s", err);
 	cr_assert_eq(p.nnodes, 4);
 	check_placement(&p, b, 4, per, 4);
 	cr_assert_arr_eq(per, want4, sizeof(per));
 	eng_place_fini(&p);
 
-	cr_assert_eq(eng_place(FOUR_NODES, b, 4, 8, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(place(FOUR_NODES, b, 4, 8, &p, err, sizeof(err)), 0, "%s", err);
 	check_placement(&p, b, 4, per, 4);
 	cr_assert_arr_eq(per, want8, sizeof(per));
 	for (uint32_t w = 0; w < 8; w++)
@@ -138,7 +162,7 @@ Test(engine_placement, four_nodes_one_without_ram)
 	eng_place_fini(&p);
 
 	/* Six: the two halves of node 3 need three, and the odd one goes to node 0 or 1. */
-	cr_assert_eq(eng_place(FOUR_NODES, b, 4, 6, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(place(FOUR_NODES, b, 4, 6, &p, err, sizeof(err)), 0, "%s", err);
 	check_placement(&p, b, 4, per, 4);
 	cr_assert_eq(per[3], 3);
 	cr_assert_eq(per[2], 0);
@@ -156,7 +180,7 @@ Test(engine_placement, fewer_workers_than_nodes)
 	char err[256];
 	uint64_t sum = 0;
 
-	cr_assert_eq(eng_place(FOUR_NODES, b, 4, 2, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(place(FOUR_NODES, b, 4, 2, &p, err, sizeof(err)), 0, "%s", err);
 	/* The two biggest nodes get a worker each; the others' chunks go to the less loaded. */
 	cr_assert_eq(p.workers[0].node, 0);
 	cr_assert_eq(p.workers[1].node, 1);
@@ -181,7 +205,7 @@ Test(engine_placement, unknown_nodes_are_spread)
 	struct eng_placement p;
 	char err[256];
 
-	cr_assert_eq(eng_place(TWO_NODES, b, 1, 4, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(place(TWO_NODES, b, 1, 4, &p, err, sizeof(err)), 0, "%s", err);
 	for (uint32_t w = 0; w < 4; w++) {
 		cr_assert_eq(p.workers[w].node, -1);
 		cr_assert_str_eq(p.workers[w].cpus, "0-3");
@@ -208,7 +232,7 @@ Test(engine_placement, xml_topology)
 	cr_assert_eq(hwloc_topology_export_xml(t, path, 0), 0);
 	hwloc_topology_destroy(t);
 	snprintf(desc, sizeof(desc), "xml:%s", path);
-	cr_assert_eq(eng_place(desc, b, 2, 4, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(place(desc, b, 2, 4, &p, err, sizeof(err)), 0, "%s", err);
 	check_placement(&p, b, 2, per, 2);
 	cr_assert_eq(per[0], 3);
 	cr_assert_eq(per[1], 1);
@@ -222,16 +246,15 @@ Test(engine_placement, bad_topologies)
 	struct eng_placement p;
 	char err[256] = "";
 
-	cr_assert_eq(eng_place("synthetic:bogus:3", b, 1, 2, &p, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(place("synthetic:bogus:3", b, 1, 2, &p, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "synthetic"), "%s", err);
 	eng_place_fini(&p);
-	cr_assert_eq(eng_place("numa=2", b, 1, 2, &p, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(place("numa=2", b, 1, 2, &p, err, sizeof(err)), -EINVAL);
 	cr_assert(strstr(err, "numa=2"), "%s", err);
 	eng_place_fini(&p);
-	cr_assert_eq(eng_place("xml:/nonexistent/topo.xml", b, 1, 2, &p, err, sizeof(err)),
-		     -EINVAL);
+	cr_assert_eq(place("xml:/nonexistent/topo.xml", b, 1, 2, &p, err, sizeof(err)), -EINVAL);
 	eng_place_fini(&p);
-	cr_assert_eq(eng_place(NULL, b, 1, 0, &p, err, sizeof(err)), -EINVAL);
+	cr_assert_eq(place(NULL, b, 1, 0, &p, err, sizeof(err)), -EINVAL);
 	eng_place_fini(&p);
 }
 
@@ -263,7 +286,7 @@ Test(engine_placement, this_machine_binds_the_thread)
 
 	cr_assert_neq(ram, MAP_FAILED);
 	memset(ram, 1, len); /* so the kernel has a node for every page */
-	cr_assert_eq(eng_place(NULL, b, 1, 2, &p, err, sizeof(err)), 0, "%s", err);
+	cr_assert_eq(place(NULL, b, 1, 2, &p, err, sizeof(err)), 0, "%s", err);
 	cr_assert(p.bindable);
 	cr_assert_geq(p.nnodes, 1);
 	for (uint32_t w = 0; w < 2; w++)
@@ -289,9 +312,9 @@ struct numa_vm {
 	uint8_t *ram[2];
 };
 
-static void numa_vm_make(struct numa_vm *vm, bool source, const char *topo, uint32_t channels)
+static void numa_vm_make(struct numa_vm *vm, bool source, const char *topology, uint32_t channels)
 {
-	const struct ferry_params p = {.channels = channels, .numa_topology = topo};
+	const struct ferry_params p = {.channels = channels, .numa_topology = topology};
 
 	cr_assert_eq(ferry_engine_create(&vm->eng), 0);
 	for (int i = 0; i < 2; i++) {
