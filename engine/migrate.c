@@ -347,6 +347,7 @@ void *eng_source_thread(void *arg)
 
 	pthread_mutex_lock(&eng->lock);
 	eng->stats.total_ms = (eng_now_ns() - eng->t_start_ns) / 1000000;
+	eng->stats.cpu_ms = eng_thread_cpu_ms();
 	eng->stats.status = final;
 	pthread_mutex_unlock(&eng->lock);
 	eng_emit(eng, FERRY_EVENT_STATUS);
