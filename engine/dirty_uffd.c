@@ -432,7 +432,8 @@ static void handle_fault(struct uffd_log *u, uintptr_t addr)
 	eng_dirty_mark_pages(&u->base, (uint32_t)i, off, b->page_size);
 	atomic_fetch_add_explicit(&u->base.faults, 1, memory_order_relaxed);
 	int ret = uffd_protect(u->uffd, (uintptr_t)b->host + off, b->page_size, false);
-	if (ret == 0)
+	/* Stopping: the range may be unregistered already, which woke the writer. */
+	if (ret == 0 || atomic_load(&u->stopping))
 		return;
 	/*
 	 * The writer would wait forever. Give up tracking this block (which frees
@@ -637,7 +638,12 @@ static int uffd_sync_stop(struct ferry_dirty_log *log)
 {
 	struct uffd_log *u = to_uffd(log);
 
-	/* Unregister first: it wakes writers whose faults the thread will never serve. */
+	/*
+	 * Tell the thread first (it then ignores faults on ranges going away), then
+	 * unregister, which wakes writers whose faults it will never serve, then
+	 * join it.
+	 */
+	atomic_store(&u->stopping, true);
 	uffd_unregister_all(u);
 	sync_thread_stop(u);
 	return 0;
