@@ -126,6 +126,7 @@ void eng_stats_add(struct ferry_engine *eng, uint64_t *field, uint64_t v);
 int eng_watchdog_start(struct ferry_engine *eng);
 void eng_watchdog_stop(struct ferry_engine *eng);
 void eng_conn_shutdown(struct ferry_engine *eng);
+void eng_finish(struct ferry_engine *eng, enum ferry_status final);
 
 /* converge.c: pure arithmetic of convergence */
 uint64_t eng_bandwidth(uint64_t bytes, uint64_t elapsed_ns);
