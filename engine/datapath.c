@@ -534,6 +534,10 @@ void eng_dp_stop(struct ferry_engine *eng, bool graceful)
 	dp->final = final;
 	dp->nfinal = final ? dp->lanes : 0;
 	pthread_mutex_unlock(&dp->lock);
+	/* The migration's CPU cost includes the workers' (ferry_stats.cpu_ms). */
+	dp->cpu_ms = 0;
+	for (uint32_t i = 0; dp->workers && i < dp->lanes; i++)
+		dp->cpu_ms += atomic_load(&dp->workers[i].cpu_ns) / 1000000;
 	dp_free(dp);
 }
 

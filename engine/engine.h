@@ -166,6 +166,8 @@ struct ferry_stats {
 	uint64_t normal_bytes; /* page data bytes of the normal pages */
 	uint64_t memcpy_bytes; /* page bytes copied in user space (0 on zero-copy paths) */
 	int throttle_pct;      /* current auto-converge throttle */
+	uint64_t cpu_ms;       /* CPU time of the migration thread and the data-path workers (kernel
+				* copies included) */
 	uint64_t downtime_limit_ms;
 	char transport[32]; /* "tcp", "unix", "file", "exec", "fd", "tcp-multi", "rdma" */
 	uint32_t channels;  /* data-path lanes (workers); 0 = pages in the main stream */

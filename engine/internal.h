@@ -139,6 +139,7 @@ struct eng_dp {
 	uint64_t *lane_round; /* the last sync point each lane reported */
 	bool *lane_ended;     /* the lane ended normally (END after its last sync) */
 	uint64_t flushes;     /* round markers read on the main stream */
+	uint64_t cpu_ms;      /* the workers' CPU time, once they ended */
 	/* after the migration: the workers' last statistics */
 	struct ferry_worker_stats *final;
 	uint32_t nfinal;
@@ -189,6 +190,7 @@ struct ferry_engine {
 
 /* engine.c */
 uint64_t eng_now_ns(void);
+uint64_t eng_thread_cpu_ms(void);
 void eng_set_status(struct ferry_engine *eng, enum ferry_status st);
 void eng_fail(struct ferry_engine *eng, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -198,6 +200,7 @@ void eng_stats_add(struct ferry_engine *eng, uint64_t *field, uint64_t v);
 int eng_watchdog_start(struct ferry_engine *eng);
 void eng_watchdog_stop(struct ferry_engine *eng);
 void eng_conn_shutdown(struct ferry_engine *eng);
+void eng_finish(struct ferry_engine *eng, enum ferry_status final);
 
 /* converge.c: pure arithmetic of convergence */
 uint64_t eng_bandwidth(uint64_t bytes, uint64_t elapsed_ns);

@@ -353,19 +353,7 @@ void *eng_source_thread(void *arg)
 	eng_dp_stop(eng, false);
 	if (log_started)
 		ferry_dirty_log_stop(eng->dirty);
-	eng_watchdog_stop(eng);
-	eng_conn_close(eng);
 	eng_ram_release(eng);
-
-	pthread_mutex_lock(&eng->lock);
-	eng->stats.total_ms = (eng_now_ns() - eng->t_start_ns) / 1000000;
-	eng->stats.status = final;
-	pthread_mutex_unlock(&eng->lock);
-	eng_emit(eng, FERRY_EVENT_STATUS);
-	pthread_mutex_lock(&eng->lock);
-	eng->running = false;
-	pthread_mutex_unlock(&eng->lock);
-	if (eng->done_fn)
-		eng->done_fn(eng->done_opaque, final);
+	eng_finish(eng, final);
 	return NULL;
 }

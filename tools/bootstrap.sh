@@ -25,8 +25,8 @@
 #
 # Knobs (environment):
 #   FERRY_FUZZ_SECONDS=60      per fuzz target
-#   FERRY_VALGRIND_FILTER=...  Criterion filter for the valgrind job
-#                              (default '@(vmstate|channels)_*/*')
+#   FERRY_VALGRIND_FILTER=...  Criterion filter for the valgrind job (default
+#                              '@(vmstate|channels)_*/!(every_*|*corrupt*)')
 #   FERRY_BUDGET_MINUTES=60    the whole run; optional jobs are skipped when
 #                              what is left would not fit (CI allows 90)
 #   FERRY_SKIP="fuzz rig"      jobs not to run (for quick local runs)
@@ -60,9 +60,9 @@ export BUILD=$ROOT/build ASAN_BUILD=$ROOT/build-asan FUZZ_BUILD=$ROOT/build-fuzz
 export LOGS=$BUILD/logs
 export FERRY_JOBS=${FERRY_JOBS:-$(nproc 2>/dev/null || echo 2)}
 export FERRY_FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-60}
-# A representative subset: the exhaustive prefix and byte-flip loops (vmstate_robust,
-# vmstate_roundtrip, vmstate_inspect) run under ASan instead, where they take seconds.
-export FERRY_VALGRIND_FILTER=${FERRY_VALGRIND_FILTER:-'@(vmstate_stream|vmstate_fields|vmstate_sections|vmstate_versions|channels_uri|channels_tcp|channels_unix|channels_file|engine_bitmap|engine_converge|engine_dirty_explicit)/*'}
+# The exhaustive loops (every truncation, every corrupted byte) take minutes
+# under valgrind; ASan and the fuzzers run them at full speed.
+export FERRY_VALGRIND_FILTER=${FERRY_VALGRIND_FILTER:-'@(vmstate|channels)_*/!(every_*|*corrupt*)'}
 FERRY_BUDGET_MINUTES=${FERRY_BUDGET_MINUTES:-60}
 FERRY_SKIP=${FERRY_SKIP:-}
 FINAL_RESERVE=600 # seconds kept for the final ferry-tests run
@@ -253,9 +253,18 @@ job_format() {
 
 # Criterion reports a test's result before its worker process exits, so a leak
 # found by LeakSanitizer at exit does not fail the test: the reports go to
-# files (log_path) and any file fails the job.
+# files (log_path) and a report fails the job. Criterion 2.4's runner itself
+# leaks a few blocks (allocated straight from libcriterion, one per test with a
+# .timeout, it seems): a report made only of such leaks is not ours.
+asan_report_is_criterions() { # report
+	awk '/ERROR: (AddressSanitizer|UndefinedBehaviorSanitizer)|runtime error/ { other = 1 }
+	     /^(Direct|Indirect) leak of/ { blocks++; inblock = 1; next }
+	     inblock && /^ *#1 / { if ($0 ~ /libcriterion\.so/) crit++; inblock = 0 }
+	     END { exit !(!other && blocks > 0 && crit == blocks) }' "$1"
+}
+
 job_asan() {
-	local rep=$LOGS/asan-reports rc n
+	local rep=$LOGS/asan-reports rc f bad=() ignored=0
 	rm -rf "$ASAN_BUILD" "$rep"
 	mkdir -p "$rep"
 	# No -Werror here: warnings are the build job's; gcc warns more under ASan.
@@ -263,18 +272,27 @@ job_asan() {
 		-DFERRY_SANITIZE=address,undefined &&
 		cmake --build "$ASAN_BUILD" -j "$FERRY_JOBS" || return 1
 	ASAN_OPTIONS=log_path=$rep/asan:detect_leaks=1:abort_on_error=0 \
-		LSAN_OPTIONS=suppressions=$ROOT/tests/lsan.supp:print_suppressions=0 \
 		UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-		"$ASAN_BUILD/tests/ferry-tests"
+		"$ASAN_BUILD/tests/ferry-tests" --verbose
 	rc=$?
-	n=$(find "$rep" -type f | wc -l)
-	if ((n)); then
-		echo "---- sanitizer reports ----"
-		head -n 40 "$rep"/*
-		echo "NOTE: $n sanitizer report(s) in ${rep#"$ROOT"/}"
+	for f in "$rep"/*; do
+		[[ -f $f ]] || continue
+		if asan_report_is_criterions "$f"; then
+			ignored=$((ignored + 1))
+		else
+			bad+=("$f")
+		fi
+	done
+	if ((${#bad[@]})); then
+		for f in "${bad[@]}"; do
+			echo "---- $f ----"
+			head -n 60 "$f"
+		done
+		echo "NOTE: ${#bad[@]} sanitizer report(s) in ${rep#"$ROOT"/}"
 		return 1
 	fi
-	echo "NOTE: $(synthesis "$LOGS/asan.log"), no sanitizer report"
+	echo "NOTE: $(synthesis "$LOGS/asan.log"), no sanitizer report" \
+		"$( ((ignored)) && echo "(ignored $ignored of Criterion's own leaks)")"
 	return "$rc"
 }
 
@@ -284,8 +302,16 @@ job_asan() {
 # not fail its test, so each process logs to its own file and any file with
 # errors fails the job. Criterion's IPC library (nanomsg) leaves blocks
 # "possibly lost" in children that a test forks: suppressed, and only those.
+# A process that execs a program outside the build (sh, cat: not traced)
+# leaves a log with no summary; it is an error only if it shows one.
+vg_log_is_bad() { # log
+	grep -q 'ERROR SUMMARY: [1-9]' "$1" && return 0
+	grep -q 'ERROR SUMMARY: 0 errors' "$1" && return 1
+	grep -Eq '^==[0-9]+== +(Invalid |Conditional jump|Use of uninitialised|Syscall param|Mismatched|Source and destination overlap|Process terminating with default action of signal (4|6|7|8|11) )' "$1"
+}
+
 job_valgrind() {
-	local dir=$LOGS/valgrind supp bad n
+	local dir=$LOGS/valgrind supp f n=0 untraced=0 bad=()
 	rm -rf "$dir"
 	mkdir -p "$dir"
 	supp=$dir/criterion.supp
@@ -302,21 +328,24 @@ EOF
 	valgrind --leak-check=full --errors-for-leak-kinds=definite,possible --error-exitcode=1 \
 		--trace-children=yes --trace-children-skip='/usr/*,/bin/*,/sbin/*' \
 		--suppressions="$supp" --log-file="$dir/vg.%p.log" \
-		"$BUILD/tests/ferry-tests" --filter "$FERRY_VALGRIND_FILTER"
+		"$BUILD/tests/ferry-tests" --verbose --filter "$FERRY_VALGRIND_FILTER"
 	local rc=$?
-	n=$(find "$dir" -name 'vg.*.log' | wc -l)
-	# A child that exec'd a skipped program (/bin/sh of an exec: test) leaves a
-	# log with no summary at all; only a non-zero summary is an error.
-	bad=$(grep -l -E 'ERROR SUMMARY: [1-9]' "$dir"/vg.*.log 2>/dev/null)
-	if [[ -n $bad ]]; then
-		for f in $bad; do
+	for f in "$dir"/vg.*.log; do
+		[[ -f $f ]] || continue
+		n=$((n + 1))
+		grep -q 'ERROR SUMMARY' "$f" || untraced=$((untraced + 1))
+		vg_log_is_bad "$f" && bad+=("$f")
+	done
+	if ((${#bad[@]})); then
+		for f in "${bad[@]}"; do
 			echo "---- $f ----"
 			grep -v '^==[0-9]*== *$' "$f" | tail -n 40
 		done
-		echo "NOTE: memcheck errors in $(wc -w <<<"$bad") of $n processes"
+		echo "NOTE: memcheck errors in ${#bad[@]} of $n processes"
 		return 1
 	fi
-	echo "NOTE: $FERRY_VALGRIND_FILTER: $(synthesis "$LOGS/valgrind.log"), $n processes clean"
+	echo "NOTE: $FERRY_VALGRIND_FILTER: $(synthesis "$LOGS/valgrind.log"), $n processes clean" \
+		"($untraced exec'd an untraced program)"
 	return "$rc"
 }
 
@@ -421,7 +450,8 @@ job_packages_exported() {
 	job_packages
 }
 export -f job_packages job_packages_exported job_build job_format job_asan job_valgrind \
-	job_clang job_fuzz job_rig missing_packages seed_dir synthesis
+	job_clang job_fuzz job_rig missing_packages seed_dir synthesis asan_report_is_criterions \
+	vg_log_is_bad
 
 # ---- main --------------------------------------------------------------------------
 

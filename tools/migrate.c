@@ -151,6 +151,7 @@ json_t *cli_stats_json(const struct ferry_stats *st)
 	json_object_set_new(o, "normal_bytes", json_integer((json_int_t)st->normal_bytes));
 	json_object_set_new(o, "memcpy_bytes", json_integer((json_int_t)st->memcpy_bytes));
 	json_object_set_new(o, "throttle_pct", json_integer(st->throttle_pct));
+	json_object_set_new(o, "cpu_ms", json_integer((json_int_t)st->cpu_ms));
 	json_object_set_new(o, "channels", json_integer(st->channels));
 	json_object_set_new(o, "syscalls", json_integer((json_int_t)st->syscalls));
 	/* The ratios the data path is judged by (docs/data-path.md). */

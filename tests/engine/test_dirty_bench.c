@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * What a sync costs: 1 GiB of anonymous memory, all of it touched, then rounds
- * of writing 1% (and 0%, 10%) of the pages at random and syncing. Reports the
+ * of writing 1% (and 0%, 0.1%, 10%) of the pages at random and syncing. Reports the
  * median time of one sync, and what the writes cost the writer, per source.
  * Numbers only, nothing to pass or fail beyond the reports being right; skipped
  * unless FERRY_BENCH_DIRTY is set, because it needs 1 GiB and some seconds:
@@ -90,7 +90,7 @@ static void run(const char *what, uint32_t mode, bool is_explicit)
 	cr_assert_eq(ferry_dirty_log_start(log), 0);
 	double start_ms = now_ms() - t0;
 
-	static const double fractions[] = {0.0, 0.01, 0.10};
+	static const double fractions[] = {0.0, 0.001, 0.01, 0.10};
 	for (size_t f = 0; f < sizeof(fractions) / sizeof(fractions[0]); f++) {
 		uint64_t n = (uint64_t)((double)pages * fractions[f]);
 		double sync_ms[ROUNDS], write_us_per_page = 0;
@@ -113,7 +113,7 @@ static void run(const char *what, uint32_t mode, bool is_explicit)
 				     (unsigned long long)n);
 		}
 		qsort(sync_ms, ROUNDS, sizeof(double), cmp_double);
-		cr_log_info("%-11s %5llu MiB  %4.1f%% dirty (%7llu pages): sync median %8.3f ms "
+		cr_log_info("%-11s %5llu MiB  %5.2f%% dirty (%7llu pages): sync median %8.3f ms "
 			    "(min %8.3f, max %8.3f); first write of a page costs the writer "
 			    "%6.2f us",
 			    what, (unsigned long long)(bytes >> 20), fractions[f] * 100,

@@ -388,8 +388,8 @@ static void discarded(uint32_t mode)
 	free(m);
 	if (mode == FERRY_DIRTY_UFFD_ASYNC && !seen)
 		cr_skip_test("this kernel's PAGEMAP_SCAN does not report discarded anonymous "
-			     "pages as written (fixed upstream in 2026; see "
-			     "docs/dirty-logging.md): embedders must mark them");
+			     "pages as written (6.18 does; see docs/dirty-logging.md): embedders "
+			     "must mark them");
 	cr_assert(seen, "discarded pages 20-21 not reported");
 	cr_assert_eq(count, 2);
 	/* Written after the discard: seen again. */
