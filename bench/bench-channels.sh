@@ -17,8 +17,9 @@
 #
 # Usage: bench/bench-channels.sh [BUILD_DIR] (default build/).
 # Environment: RAM (2G), RUNS (3), CHANNELS ("1 2 4"), IPERF_TIME (5),
-# ZEROCOPY (empty, or 1 for --zerocopy), OUT (raw JSON lines,
-# default BUILD_DIR/bench/channels-<time>.jsonl).
+# IPERF_ARGS (extra iperf3 client options, e.g. "-l 2M"; default none, so
+# iperf3's own 128 KiB writes), ZEROCOPY (empty, or 1 for --zerocopy),
+# OUT (raw JSON lines, default BUILD_DIR/bench/channels-<time>.jsonl).
 # Prints the machine and a Markdown table of medians on stdout.
 set -euo pipefail
 
@@ -28,6 +29,7 @@ RAM=${RAM:-2G}
 RUNS=${RUNS:-3}
 CHANNELS=${CHANNELS:-"1 2 4"}
 IPERF_TIME=${IPERF_TIME:-5}
+IPERF_ARGS=${IPERF_ARGS:-}
 ZEROCOPY=${ZEROCOPY:-}
 OUT=${OUT:-$BUILD/bench/channels-$(date +%Y%m%d-%H%M%S).jsonl}
 mkdir -p "$(dirname "$OUT")"
@@ -81,7 +83,8 @@ iperf_once() {
 	local n=$1 port; port=$(free_port)
 	iperf3 -s -p "$port" -B 127.0.0.1 >/dev/null 2>&1 & local spid=$!; pids+=($spid)
 	wait_listen "$port"
-	iperf3 -c 127.0.0.1 -p "$port" -P "$n" -t "$IPERF_TIME" -J >"$tmp/iperf.json" || true
+	# shellcheck disable=SC2086 # IPERF_ARGS is a list of options
+	iperf3 -c 127.0.0.1 -p "$port" -P "$n" -t "$IPERF_TIME" $IPERF_ARGS -J >"$tmp/iperf.json" || true
 	kill "$spid" 2>/dev/null || true
 	wait "$spid" 2>/dev/null || true
 	python3 - "$n" "$tmp/iperf.json" >>"$OUT" <<'EOF'
@@ -100,7 +103,7 @@ EOF
 
 echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ //'), kernel $(uname -r)"
 echo "THP: $(cat /sys/kernel/mm/transparent_hugepage/enabled), load average before: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "guest: $RAM non-live, non-zero pages; runs: $RUNS; iperf3: ${IPERF_TIME}s per run${ZEROCOPY:+; MSG_ZEROCOPY on}"
+echo "guest: $RAM non-live, non-zero pages; runs: $RUNS; iperf3: ${IPERF_TIME}s per run${IPERF_ARGS:+ ($IPERF_ARGS)}${ZEROCOPY:+; MSG_ZEROCOPY on}"
 echo "raw results: $OUT"
 echo
 
@@ -120,6 +123,29 @@ rows = [json.loads(l) for l in open(sys.argv[1])]
 GIB = float(1 << 30)
 def med(xs):
     return statistics.median(xs) if xs else float("nan")
+# Every run, ferry and the iperf3 run right after it.
+print("| channels | run | ferry Gbit/s | iperf3 -P N Gbit/s | ratio | source CPU-s/GiB | "
+      "destination CPU-s/GiB | verified |")
+print("|---|---|---|---|---|---|---|---|")
+runs = {}
+for r in rows:
+    n = r["channels"] if r["kind"] == "ferry" else r["streams"]
+    runs.setdefault(n, {"ferry": [], "iperf3": []})[r["kind"]].append(r)
+for n in sorted(runs):
+    for i, (f, ip) in enumerate(zip(runs[n]["ferry"], runs[n]["iperf3"]), 1):
+        s, d = f["source"], f["destination"]
+        ok = s.get("status") == "completed" and d.get("verified")
+        if not ok:
+            print(f"| {n} | {i} | {s.get('status')} | {ip['bits_per_second'] / 1e9:.2f} | | | | no |")
+            continue
+        g = s["normal_bytes"] * 8 / ((s["total_ms"] - s["setup_ms"]) / 1e3) / 1e9
+        print(f"| {n} | {i} | {g:.2f} | {ip['bits_per_second'] / 1e9:.2f} | "
+              f"{g / (ip['bits_per_second'] / 1e9):.2f} | "
+              f"{s['cpu_s'] / (s['normal_bytes'] / GIB):.2f} | "
+              f"{d['cpu_s'] / (d['normal_bytes'] / GIB):.2f} | yes |")
+print()
+print("Medians:")
+print()
 print("| channels | ferry Gbit/s | iperf3 -P N Gbit/s | ferry / iperf3 | ferry Gbit/s incl. setup | "
       "setup ms | source CPU-s/GiB | destination CPU-s/GiB | iperf3 CPU-s/GiB snd / rcv | "
       "syscalls/MiB src / dst | memcpy/byte src / dst | failed runs |")
