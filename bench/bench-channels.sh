@@ -16,8 +16,9 @@
 # building, filling and populating are outside that window.
 #
 # Usage: bench/bench-channels.sh [BUILD_DIR] (default build/).
+# A channel count of 0 measures the main stream alone (issue 3's path).
 # Environment: RAM (2G), RUNS (3), CHANNELS ("1 2 4"), IPERF_TIME (5),
-# IPERF_ARGS (extra iperf3 client options, e.g. "-l 2M"; default none, so
+# IPERF_ARGS (extra iperf3 client options, e.g. "-l 1M"; default none, so
 # iperf3's own 128 KiB writes), ZEROCOPY (empty, or 1 for --zerocopy),
 # OUT (raw JSON lines, default BUILD_DIR/bench/channels-<time>.jsonl).
 # Prints the machine and a Markdown table of medians on stdout.
@@ -78,19 +79,27 @@ print(json.dumps({"kind": "ferry", "channels": n, "source": last(sys.argv[2]),
 EOF
 }
 
-# One iperf3 run with $1 streams; appends {"kind":"iperf3",...} to $OUT.
+# One iperf3 run with $1 streams (channel count 0, the main stream alone, is
+# compared with one stream); appends {"kind":"iperf3",...} to $OUT.
 iperf_once() {
 	local n=$1 port; port=$(free_port)
+	local streams=$n; [ "$n" -eq 0 ] && streams=1
 	iperf3 -s -p "$port" -B 127.0.0.1 >/dev/null 2>&1 & local spid=$!; pids+=($spid)
 	wait_listen "$port"
 	# shellcheck disable=SC2086 # IPERF_ARGS is a list of options
-	iperf3 -c 127.0.0.1 -p "$port" -P "$n" -t "$IPERF_TIME" $IPERF_ARGS -J >"$tmp/iperf.json" || true
+	iperf3 -c 127.0.0.1 -p "$port" -P "$streams" -t "$IPERF_TIME" $IPERF_ARGS -J \
+		>"$tmp/iperf.json" || echo "iperf3 -P $streams failed" >&2
 	kill "$spid" 2>/dev/null || true
 	wait "$spid" 2>/dev/null || true
 	python3 - "$n" "$tmp/iperf.json" >>"$OUT" <<'EOF'
 import json, sys
-j = json.load(open(sys.argv[2]))
-end = j["end"]
+try:
+    j = json.load(open(sys.argv[2]))
+    end = j["end"]
+    end["sum_received"]["bits_per_second"]
+except (ValueError, KeyError) as e:
+    sys.stderr.write(f"iperf3 gave no result: {e}\n")
+    sys.exit(1)
 cpu = end.get("cpu_utilization_percent", {})
 print(json.dumps({"kind": "iperf3", "streams": int(sys.argv[1]),
                   "bits_per_second": end["sum_received"]["bits_per_second"],

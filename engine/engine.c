@@ -173,6 +173,20 @@ int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params 
 	if (p->throttle_initial < 0 || p->throttle_initial > 99 || p->throttle_increment < 0 ||
 	    p->throttle_max < 0 || p->throttle_max > 99 || p->channels > FERRY_MAX_CHANNELS)
 		return -EINVAL;
+	/* Data channels need the NUMA topology: read it now rather than in setup, and
+	 * refuse a described one that does not load. */
+	if (p->channels || (p->numa_topology && p->numa_topology[0])) {
+		struct ferry_params old = eng->params;
+		char err[256] = "";
+
+		eng->params = *p;
+		if (eng_dp_topology(eng, err, sizeof(err)) < 0) {
+			eng_log(FERRY_LOG_ERROR, "NUMA topology: %s", err);
+			eng->params = old;
+			return -EINVAL;
+		}
+		return 0;
+	}
 	eng->params = *p;
 	return 0;
 }

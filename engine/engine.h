@@ -268,7 +268,13 @@ int ferry_engine_set_dirty_log(struct ferry_engine *eng, struct ferry_dirty_log 
 /** ferry_engine_set_vcpu_ops() - copy @ops; without them the guest is assumed stopped. */
 int ferry_engine_set_vcpu_ops(struct ferry_engine *eng, const struct ferry_vcpu_ops *ops);
 
-/** ferry_engine_set_params() - copy @p (zero members take defaults). */
+/**
+ * ferry_engine_set_params() - copy @p (zero members take defaults).
+ * With @p->channels or @p->numa_topology, the NUMA topology is read here
+ * (tens of milliseconds), so that a migration's setup does not pay for it.
+ * Returns 0, -EINVAL (a value out of range, a described topology that does
+ * not load: the log says why) or FERRY_ESTATE (a migration runs).
+ */
 int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params *p);
 
 /** ferry_engine_set_event_cb() - progress events; NULL to stop them. */

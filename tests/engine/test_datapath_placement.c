@@ -240,6 +240,20 @@ Test(engine_placement, xml_topology)
 	unlink(path);
 }
 
+Test(engine_placement, engine_refuses_a_topology_that_does_not_load)
+{
+	struct ferry_engine *eng;
+	struct ferry_params p = {.channels = 2, .numa_topology = "synthetic:nonsense"};
+
+	cr_assert_eq(ferry_engine_create(&eng), 0);
+	cr_assert_eq(ferry_engine_set_params(eng, &p), -EINVAL);
+	p.numa_topology = TWO_NODES;
+	cr_assert_eq(ferry_engine_set_params(eng, &p), 0);
+	p.numa_topology = NULL;
+	cr_assert_eq(ferry_engine_set_params(eng, &p), 0);
+	ferry_engine_destroy(eng);
+}
+
 Test(engine_placement, bad_topologies)
 {
 	const struct eng_place_block b[] = {{NULL, 16 * MIB, 0}};
