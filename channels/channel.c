@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <poll.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,6 +262,15 @@ void ferry_channel_destroy(struct ferry_channel *ch)
 const char *ferry_channel_peer_name(const struct ferry_channel *ch)
 {
 	return ch->peer;
+}
+
+bool ferry_channel_peer_closed(const struct ferry_channel *ch)
+{
+	struct pollfd p = {.fd = ch->fd, .events = POLLRDHUP};
+
+	if (ch->ops != &chan_sock_ops || ch->fd < 0)
+		return false;
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }
 
 enum ferry_uri_scheme ferry_channel_scheme(const struct ferry_channel *ch)

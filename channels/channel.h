@@ -343,6 +343,16 @@ void ferry_channel_destroy(struct ferry_channel *ch);
  */
 const char *ferry_channel_peer_name(const struct ferry_channel *ch);
 
+/**
+ * ferry_channel_peer_closed() - whether the peer of a socket channel has hung
+ * up (closed or reset its end: the stream ends after what is already
+ * buffered). Looks without waiting and without consuming anything.
+ * Thread context: any thread, between open and close/destroy.
+ * Returns true for a socket whose peer hung up; false otherwise, and for
+ * channels that are not sockets.
+ */
+bool ferry_channel_peer_closed(const struct ferry_channel *ch);
+
 /** ferry_channel_scheme() - the kind of channel. Thread context: any thread. */
 enum ferry_uri_scheme ferry_channel_scheme(const struct ferry_channel *ch);
 

@@ -89,6 +89,8 @@ ssize_t chan_sock_read(struct ferry_channel *ch, void *buf, size_t len);
 void chan_sock_shutdown(struct ferry_channel *ch);
 int chan_sock_shutdown_write(struct ferry_channel *ch);
 int chan_sock_connect(const struct ferry_uri *uri, int timeout_ms, struct ferry_channel **out);
+/* The listening socket, for waiting on it together with other things (multi.c). */
+int chan_listener_fd(const struct ferry_listener *l);
 /* Print a socket address as a URI ("tcp:1.2.3.4:5", "tcp:[::1]:5", "unix:/p"). */
 void chan_sockaddr_name(const void *sa, socklen_t len, char *buf, size_t size);
 

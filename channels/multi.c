@@ -956,6 +956,33 @@ static uint16_t mc_check_hello(struct mc_dest *d, const struct mc_hello *h)
 	return MC_OK;
 }
 
+/*
+ * Wait until a connection is pending on the listener, in slices of 100 ms so
+ * that an abort, the deadline and a source that hung up are all noticed.
+ * Returns 0, -ECANCELED, -ETIMEDOUT, FERRY_EPEERABORT or -errno.
+ */
+static int mc_dest_wait(struct mc_dest *d, int64_t deadline)
+{
+	struct pollfd p = {.fd = chan_listener_fd(d->attr.listener), .events = POLLIN};
+
+	for (;;) {
+		int left = chan_remaining(deadline);
+		int r;
+
+		if (atomic_load(&d->aborted))
+			return -ECANCELED;
+		r = poll(&p, 1, left < 0 || left > 100 ? 100 : left);
+		if (r < 0 && errno != EINTR)
+			return -errno;
+		if (r > 0)
+			return 0;
+		if (d->attr.peer_gone && d->attr.peer_gone(d->attr.peer_opaque))
+			return FERRY_EPEERABORT;
+		if (left == 0)
+			return -ETIMEDOUT;
+	}
+}
+
 static int mc_dest_accept(void *ctx)
 {
 	struct mc_dest *d = ctx;
@@ -971,14 +998,21 @@ static int mc_dest_accept(void *ctx)
 		uint16_t status = MC_REFUSE_PROTOCOL;
 		int ret;
 
-		if (atomic_load(&d->aborted))
-			return -ECANCELED;
-		ret = ferry_listener_accept(d->attr.listener, chan_remaining(deadline), &ch);
+		ret = mc_dest_wait(d, deadline);
+		/* Pending: the accept itself does not wait (unless the peer just left). */
+		if (!ret)
+			ret = ferry_listener_accept(d->attr.listener, 1000, &ch);
+		if (ret == -ETIMEDOUT && chan_remaining(deadline) != 0)
+			continue;
 		if (ret < 0) {
 			if (ret == -ETIMEDOUT)
 				chan_err(
 				    "multi-channel: %u of %u data connections arrived in %d ms",
 				    got, d->attr.lanes, d->attr.timeout_ms);
+			else if (ret == FERRY_EPEERABORT)
+				chan_err("multi-channel: the source hung up with %u of %u data "
+					 "connections in",
+					 got, d->attr.lanes);
 			return ret;
 		}
 		pthread_mutex_lock(&d->lock);

@@ -581,6 +581,11 @@ err_destroy:
 	return ret;
 }
 
+int chan_listener_fd(const struct ferry_listener *l)
+{
+	return l->fd;
+}
+
 int ferry_listener_port(const struct ferry_listener *l)
 {
 	return l->port;

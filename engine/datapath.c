@@ -392,6 +392,14 @@ int eng_dp_connect(struct ferry_engine *eng)
 
 /* ---- destination ----------------------------------------------------------------------- */
 
+/* While lanes are awaited: has the source hung up the main stream? (Migration thread.) */
+static bool dp_source_gone(void *opaque)
+{
+	struct ferry_engine *eng = opaque;
+
+	return eng->conn.ch && ferry_channel_peer_closed(eng->conn.ch);
+}
+
 int eng_dp_accept(struct ferry_engine *eng)
 {
 	struct eng_dp *dp = &eng->dp;
@@ -468,6 +476,8 @@ int eng_dp_accept(struct ferry_engine *eng)
 	    .page_size = ENG_PAGE_SIZE,
 	    .lanes = dp->lanes,
 	    .timeout_ms = DP_ACCEPT_TIMEOUT_MS,
+	    .peer_gone = dp_source_gone,
+	    .peer_opaque = eng,
 	};
 	memcpy(attr.id, n->id, sizeof(attr.id));
 	ret = dp->dops->create(&attr, &ctx);

@@ -248,6 +248,11 @@ struct ferry_dp_source_ops {
  * @id:         the migration id the main stream carried; a lane that does
  *              not present it is refused and does not count
  * @timeout_ms: the longest accept() may wait for every lane
+ * @peer_gone:  may be NULL; otherwise accept() calls it (in its own thread)
+ *              about every 100 ms while it waits, and gives up with
+ *              FERRY_EPEERABORT once it returns true: the engine's main
+ *              stream says the source hung up, so no lane will come
+ * @peer_opaque: passed to @peer_gone
  */
 struct ferry_dp_dest_attr {
 	const char *uri;
@@ -258,6 +263,8 @@ struct ferry_dp_dest_attr {
 	uint32_t lanes;
 	uint8_t id[FERRY_DP_ID_LEN];
 	int timeout_ms;
+	bool (*peer_gone)(void *peer_opaque);
+	void *peer_opaque;
 };
 
 /**

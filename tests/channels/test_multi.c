@@ -479,6 +479,59 @@ Test(channels_multi, accept_gives_up_in_time_and_abort_cuts_it_short)
 	dest_free(&d);
 }
 
+static bool gone_flag;
+
+static bool gone(void *opaque)
+{
+	(void)opaque;
+	return __atomic_load_n(&gone_flag, __ATOMIC_SEQ_CST);
+}
+
+Test(channels_multi, accept_stops_when_the_source_hangs_up)
+{
+	struct ferry_uri uri;
+	struct ferry_listener *l;
+	struct ferry_channel *a, *b;
+	struct dest d;
+	struct ferry_dp_dest_attr at;
+	int64_t t0;
+
+	/* ferry_channel_peer_closed() on a real pair: open, then the peer gone. */
+	ct_pair("tcp:127.0.0.1:0", &a, &b);
+	cr_assert_not(ferry_channel_peer_closed(b));
+	ferry_channel_destroy(a);
+	usleep(20000);
+	cr_assert(ferry_channel_peer_closed(b));
+	ferry_channel_destroy(b);
+
+	/* A destination whose engine says the source is gone stops waiting for lanes. */
+	memset(&d, 0, sizeof(d));
+	d.ram[0] = d.ram[1] = NULL;
+	for (int i = 0; i < 2; i++)
+		d.blocks[i] = (struct ferry_dp_block){i ? "b1" : "b0", (uint8_t *)(uintptr_t)4096,
+						      BLK_PAGES * PAGE, -1};
+	cr_assert_eq(ferry_uri_parse("tcp:127.0.0.1:0", &uri), 0);
+	cr_assert_eq(ferry_listener_create(&uri, &l), 0);
+	at = (struct ferry_dp_dest_attr){.uri = "tcp:127.0.0.1:0",
+					 .listener = l,
+					 .blocks = d.blocks,
+					 .nblocks = 2,
+					 .page_size = PAGE,
+					 .lanes = 2,
+					 .timeout_ms = 60000,
+					 .peer_gone = gone};
+	gone_flag = false;
+	cr_assert_eq(ferry_mc_dest_ops.create(&at, &d.ctx), 0);
+	cr_assert_eq(pthread_create(&d.th, NULL, accept_thread, &d), 0);
+	usleep(300000);
+	t0 = ct_now_ms();
+	__atomic_store_n(&gone_flag, true, __ATOMIC_SEQ_CST);
+	cr_assert_eq(dest_accepted(&d), FERRY_EPEERABORT);
+	cr_assert_lt(ct_now_ms() - t0, 1000);
+	ferry_mc_dest_ops.close(d.ctx);
+	ferry_listener_destroy(l);
+}
+
 Test(channels_multi, bad_parameters)
 {
 	struct ferry_dp_block b = {"b0", (uint8_t *)4096, BLK_PAGES * PAGE, -1};

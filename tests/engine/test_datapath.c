@@ -664,6 +664,10 @@ Test(engine_datapath, lane_with_a_foreign_id_is_refused)
 	ferry_engine_get_stats(src.eng, &st);
 	cr_assert_eq(st.error, FERRY_EPEERABORT, "%s", st.error_msg);
 	cr_assert(strstr(st.error_msg, "data connections"), "%s", st.error_msg);
+	/* The destination sees the source hang up rather than waiting out its 10 s. */
+	ferry_engine_get_stats(dst.eng, &st);
+	cr_assert_lt(st.total_ms, 8000, "the destination waited %lu ms",
+		     (unsigned long)st.total_ms);
 	px_stop(&px);
 	free_side(&src);
 	free_side(&dst);
