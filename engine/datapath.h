@@ -195,13 +195,13 @@ struct ferry_dp_source_attr {
  *   FERRY_EPEERABORT; no answer in time: -ETIMEDOUT).
  *
  * @send: queue the pages of @runs (1..FERRY_DP_MAX_BATCH_RUNS runs, at most
- *   FERRY_DP_MAX_BATCH_PAGES pages in all) on @lane, in order. Pages are read by
- *   reference from guest RAM, never copied in user space: their content may
- *   be read any time until the next flush() of the lane returns, and a page
- *   written meanwhile travels with either content (the dirty log catches
- *   the write). Zero runs carry no data. Thread: worker thread @lane only;
- *   may block while the lane is full. Returns 0 or an error (the lane is
- *   then unusable).
+ *   FERRY_DP_MAX_BATCH_PAGES pages in all) on @lane, in order. Pages are
+ *   read by reference from guest RAM, never copied in user space: their
+ *   content may be read any time until the next flush() of the lane
+ *   returns, and a page written meanwhile travels with either content (the
+ *   dirty log catches the write). Zero runs carry no data. Thread: worker
+ *   thread @lane only; may block while the lane is full. Returns 0 or an
+ *   error (the lane is then unusable).
  *
  * @flush: return once every page sent on @lane before this call has been
  *   placed in destination guest RAM, and mark sync point @round (rounds
