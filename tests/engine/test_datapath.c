@@ -758,3 +758,69 @@ Test(engine_datapath, engine_migrates_twice_with_and_without_channels)
 	free_side(&src);
 	free_side(&dst);
 }
+
+/* ---- the CLI, as two processes ----------------------------------------------------------- */
+
+/* Read lines from @f until one holds @event; returns it parsed (or NULL at EOF). */
+static json_t *cli_event(FILE *f, const char *event)
+{
+	char line[1 << 16];
+
+	while (fgets(line, sizeof(line), f)) {
+		json_t *j = json_loads(line, 0, NULL);
+		const char *e = j ? json_string_value(json_object_get(j, "event")) : NULL;
+
+		if (e && strcmp(e, event) == 0)
+			return j;
+		json_decref(j);
+	}
+	return NULL;
+}
+
+Test(engine_datapath, cli_send_and_listen_over_3_channels)
+{
+	char cmd[512];
+	FILE *dst, *src;
+	json_t *ev, *s = NULL, *d;
+	int port;
+
+	snprintf(cmd, sizeof(cmd),
+		 "%s listen tcp:127.0.0.1:0 --ram 64M --vcpus 2 --events --timeout 60000",
+		 FERRY_CLI);
+	dst = popen(cmd, "r");
+	cr_assert_not_null(dst);
+	ev = cli_event(dst, "listening");
+	cr_assert_not_null(ev, "ferry listen did not start");
+	port = (int)json_integer_value(json_object_get(ev, "port"));
+	json_decref(ev);
+	snprintf(
+	    cmd, sizeof(cmd),
+	    "%s send tcp:127.0.0.1:%d --ram 64M --vcpus 2 --dirty-rate 16M --channels 3 --json "
+	    "--timeout 60000",
+	    FERRY_CLI, port);
+	src = popen(cmd, "r");
+	cr_assert_not_null(src);
+	ev = cli_event(src, "done");
+	cr_assert_not_null(ev, "ferry send printed no result");
+	s = ev;
+	d = cli_event(dst, "done");
+	cr_assert_not_null(d, "ferry listen printed no result");
+	cr_assert_eq(pclose(src), 0);
+	cr_assert_eq(pclose(dst), 0);
+	cr_assert_str_eq(json_string_value(json_object_get(s, "status")), "completed");
+	cr_assert(json_is_true(json_object_get(d, "verified")), "%s",
+		  json_string_value(json_object_get(d, "verify_error")));
+	for (int i = 0; i < 2; i++) {
+		json_t *j = i ? d : s;
+
+		cr_assert_str_eq(json_string_value(json_object_get(j, "transport")), "tcp-multi");
+		cr_assert_eq(json_integer_value(json_object_get(j, "channels")), 3);
+		cr_assert_eq(json_integer_value(json_object_get(j, "memcpy_bytes")), 0);
+		cr_assert_eq(json_real_value(json_object_get(j, "memcpy_per_byte")), 0.0);
+		cr_assert_gt(json_real_value(json_object_get(j, "syscalls_per_mib")), 0.0);
+		cr_assert_eq(json_array_size(json_object_get(j, "workers")), 3);
+		cr_assert_gt(json_real_value(json_object_get(j, "cpu_s")), 0.0);
+	}
+	json_decref(s);
+	json_decref(d);
+}
