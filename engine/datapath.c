@@ -31,14 +31,29 @@ _Static_assert(FERRY_MAX_CHANNELS <= FERRY_DP_MAX_LANES, "every channel is a lan
 #define DP_CONNECT_TIMEOUT_MS 10000
 #define DP_ACCEPT_TIMEOUT_MS  10000
 
-/* The data paths this build has; the destination picks the one the source names. */
+/*
+ * The data paths this build has. The source takes the first whose scheme is
+ * the URI's (rdma: falls back to tcp: here until rdma/ adds its line, e.g.
+ * {"rdma", FERRY_URI_RDMA, &ferry_rdma_source_ops, &ferry_rdma_dest_ops}); the
+ * destination picks the one the source names in the negotiation.
+ */
 static const struct {
 	const char *name;
+	enum ferry_uri_scheme scheme;
 	const struct ferry_dp_source_ops *src;
 	const struct ferry_dp_dest_ops *dst;
 } dp_table[] = {
-    {FERRY_MC_NAME, &ferry_mc_source_ops, &ferry_mc_dest_ops},
+    {FERRY_MC_NAME, FERRY_URI_TCP, &ferry_mc_source_ops, &ferry_mc_dest_ops},
+    {FERRY_MC_NAME, FERRY_URI_UNIX, &ferry_mc_source_ops, &ferry_mc_dest_ops},
 };
+
+static const struct ferry_dp_source_ops *dp_source_for(enum ferry_uri_scheme scheme)
+{
+	for (size_t i = 0; i < sizeof(dp_table) / sizeof(dp_table[0]); i++)
+		if (dp_table[i].scheme == scheme)
+			return dp_table[i].src;
+	return NULL;
+}
 
 static struct ferry_engine *eng_of_nego(void *nego)
 {
@@ -286,10 +301,11 @@ int eng_dp_prepare_source(struct ferry_engine *eng)
 	ret = ferry_uri_parse(eng->uri, uri);
 	if (ret < 0)
 		goto out;
-	/* rdma: falls back to tcp in this build, data connections included. */
-	if (uri->scheme == FERRY_URI_RDMA)
+	/* rdma: falls back to tcp (as the main stream does) while no data path takes it. */
+	if (uri->scheme == FERRY_URI_RDMA && !dp_source_for(FERRY_URI_RDMA))
 		uri->scheme = FERRY_URI_TCP;
-	if (uri->scheme != FERRY_URI_TCP && uri->scheme != FERRY_URI_UNIX) {
+	dp->sops = dp_source_for(uri->scheme);
+	if (!dp->sops) {
 		ret = FERRY_EBADURI;
 		eng_fail(eng, ret,
 			 "%u data channels need a tcp: or unix: URI, not %s:", eng->params.channels,
@@ -300,7 +316,6 @@ int eng_dp_prepare_source(struct ferry_engine *eng)
 		ret = FERRY_EBADURI;
 		goto out;
 	}
-	dp->sops = &ferry_mc_source_ops;
 	dp->uri = strdup(text);
 	ret = dp->uri ? dp_build(eng, NULL, eng->params.channels) : -ENOMEM;
 	if (ret < 0)
