@@ -264,6 +264,8 @@ uint32_t hv_vm_vcpus(const struct hv_vm *vm);
 const struct hv_cpu_state *hv_vm_cpu(const struct hv_vm *vm, uint32_t i);
 const struct hv_serial *hv_vm_serial(const struct hv_vm *vm);
 const struct hv_vdev *hv_vm_vdev(const struct hv_vm *vm);
+/** Guest memory of slot @slot (0: low, 1: the workload's RAM) and its length; NULL for others. */
+uint8_t *hv_vm_memory(const struct hv_vm *vm, uint32_t slot, uint64_t *len);
 /** The dirty log kind ("kvm") once attached as a source, else "none". */
 const char *hv_vm_dirty_kind(const struct hv_vm *vm);
 

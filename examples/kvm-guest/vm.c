@@ -1330,6 +1330,15 @@ const struct hv_vdev *hv_vm_vdev(const struct hv_vm *vm)
 	return &vm->vdev;
 }
 
+uint8_t *hv_vm_memory(const struct hv_vm *vm, uint32_t slot, uint64_t *len)
+{
+	if (slot > SLOT_RAM)
+		return NULL;
+	if (len)
+		*len = slot == SLOT_LOW ? HV_LOW_BYTES : vm->cfg.ram_bytes;
+	return slot == SLOT_LOW ? vm->low : vm->ram;
+}
+
 const char *hv_vm_dirty_kind(const struct hv_vm *vm)
 {
 	return vm->log ? ferry_dirty_log_kind(vm->log) : "none";

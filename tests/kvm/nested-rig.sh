@@ -15,7 +15,7 @@
 #   -v                    print the QEMU command line
 #
 # The default command runs the KVM suites of the build tree's test runner:
-#   ./tests/ferry-tests --filter 'kvm_*/*' --verbose
+#   ./tests/ferry-tests --filter 'kvm_*/*' --verbose --jobs 1
 # Any other command runs in the build directory, after the modules are loaded.
 #
 # The modules: the rig's guest kernel is Debian's linux-image-<abi>-amd64; its
@@ -63,7 +63,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 if [ $# -eq 0 ]; then
-	set -- ./tests/ferry-tests --filter 'kvm_*/*' --verbose
+	set -- ./tests/ferry-tests --filter 'kvm_*/*' --verbose --jobs 1
 fi
 
 [ -x "$RIG/run-guest.sh" ] && [ -x "$RIG/setup.sh" ] ||
