@@ -34,7 +34,7 @@ struct opts {
 	struct ferry_params params;
 	const char *uri;
 	uint64_t warmup_ms;    /* send: run this long before migrating */
-	uint64_t run_after_ms; /* both: run this long after the migration ended */
+	uint64_t run_after_ms; /* both: run at least this long after the migration ended */
 	uint64_t seconds;      /* run */
 	bool events;
 };
@@ -378,6 +378,30 @@ bad:
 	return -EINVAL;
 }
 
+/*
+ * Let the guest run at least @min_ms, and longer (up to 60 s) until every
+ * vCPU has completed another round and the serial counter moved: a person
+ * (and a test) sees the guest go on, however slow this machine is.
+ */
+static void run_until_progress(struct hv_vm *vm, const struct hv_progress *p0, uint64_t min_ms,
+			       struct hv_progress *p1)
+{
+	uint64_t waited = 0;
+
+	sleep_ms(min_ms);
+	for (;;) {
+		bool all = true;
+
+		hv_vm_progress(vm, p1);
+		for (uint32_t i = 0; i < hv_vm_vcpus(vm); i++)
+			all = all && p1->rounds[i] != p0->rounds[i];
+		if ((all && p1->serial_tx > p0->serial_tx) || p1->error || waited >= 60000)
+			return;
+		sleep_ms(10);
+		waited += 10;
+	}
+}
+
 static void print_progress(const char *side, const struct hv_progress *p, uint32_t vcpus)
 {
 	fprintf(stderr, "%s guest: serial %" PRIu64 " bytes, rounds", side, p->serial_tx);
@@ -518,8 +542,7 @@ static int cmd_listen(int argc, char **argv)
 	}
 	if (!o.events)
 		print_progress("destination (resumed)", &p0, o.cfg.vcpus);
-	sleep_ms(o.run_after_ms);
-	hv_vm_progress(vm, &p1);
+	run_until_progress(vm, &p0, o.run_after_ms, &p1);
 	ret = hv_vm_pause(vm);
 	if (!o.events)
 		print_progress("destination (running)", &p1, o.cfg.vcpus);
@@ -655,8 +678,7 @@ static int cmd_send(int argc, char **argv)
 		uint64_t bad;
 
 		hv_vm_progress(vm, &p0);
-		sleep_ms(o.run_after_ms);
-		hv_vm_progress(vm, &p1);
+		run_until_progress(vm, &p0, o.run_after_ms, &p1);
 		hv_vm_pause(vm);
 		bad = hv_vm_check(vm, why, sizeof(why));
 		json_object_set_new(done, "at_failure", progress_json(&p0, o.cfg.vcpus));

@@ -40,9 +40,16 @@ Test(kvm_migrate, live_between_two_processes)
 	kvmt_sock_path(path, sizeof(path), "mig");
 	snprintf(uri, sizeof(uri), "unix:%s", path);
 	{
-		const char *argv[] = {KVM_GUEST_BIN, "listen",	uri, "--ram",
-				      "32M",	     "--vcpus", "2", "--events",
-				      "--timeout",   "200000",	NULL};
+		/* clang-format off */
+		const char *argv[] = {
+			KVM_GUEST_BIN, "listen", uri,
+			"--ram", "32M",
+			"--vcpus", "2",
+			"--events",
+			"--timeout", "200000",
+			NULL
+		};
+		/* clang-format on */
 		kvmt_spawn(argv, &dst);
 	}
 	ev = kvmt_next(&dst, "listening", 30000);
@@ -53,15 +60,19 @@ Test(kvm_migrate, live_between_two_processes)
 		 * A bandwidth cap makes the bulk round long enough for the guest
 		 * to dirty pages already sent, so later rounds must re-send them.
 		 */
-		const char *argv[] = {KVM_GUEST_BIN, "send",
-				      uri,	     "--ram",
-				      "32M",	     "--vcpus",
-				      "2",	     "--dirty-rate",
-				      "8M",	     "--max-bandwidth",
-				      "16M",	     "--downtime-limit",
-				      "500",	     "--events",
-				      "--timeout",   "200000",
-				      NULL};
+		/* clang-format off */
+		const char *argv[] = {
+			KVM_GUEST_BIN, "send", uri,
+			"--ram", "32M",
+			"--vcpus", "2",
+			"--dirty-rate", "8M",
+			"--max-bandwidth", "16M",
+			"--downtime-limit", "500",
+			"--events",
+			"--timeout", "200000",
+			NULL
+		};
+		/* clang-format on */
 		kvmt_spawn(argv, &src);
 	}
 	ev = kvmt_next(&src, "guest", 60000);
@@ -134,9 +145,16 @@ Test(kvm_migrate, destination_killed_mid_migration)
 	kvmt_sock_path(path, sizeof(path), "kill");
 	snprintf(uri, sizeof(uri), "unix:%s", path);
 	{
-		const char *argv[] = {KVM_GUEST_BIN, "listen",	uri, "--ram",
-				      "32M",	     "--vcpus", "2", "--events",
-				      "--timeout",   "200000",	NULL};
+		/* clang-format off */
+		const char *argv[] = {
+			KVM_GUEST_BIN, "listen", uri,
+			"--ram", "32M",
+			"--vcpus", "2",
+			"--events",
+			"--timeout", "200000",
+			NULL
+		};
+		/* clang-format on */
 		kvmt_spawn(argv, &dst);
 	}
 	ev = kvmt_next(&dst, "listening", 30000);
@@ -144,15 +162,19 @@ Test(kvm_migrate, destination_killed_mid_migration)
 	json_decref(ev);
 	{
 		/* Slow enough (4 MiB/s for 33 MiB) that the kill lands mid-stream. */
-		const char *argv[] = {KVM_GUEST_BIN, "send",
-				      uri,	     "--ram",
-				      "32M",	     "--vcpus",
-				      "2",	     "--dirty-rate",
-				      "8M",	     "--max-bandwidth",
-				      "4M",	     "--run-after",
-				      "1500",	     "--events",
-				      "--timeout",   "200000",
-				      NULL};
+		/* clang-format off */
+		const char *argv[] = {
+			KVM_GUEST_BIN, "send", uri,
+			"--ram", "32M",
+			"--vcpus", "2",
+			"--dirty-rate", "32M",
+			"--max-bandwidth", "4M",
+			"--run-after", "1000",
+			"--events",
+			"--timeout", "200000",
+			NULL
+		};
+		/* clang-format on */
 		kvmt_spawn(argv, &src);
 	}
 	while (sent < (4 << 20) && (ev = kvmt_next(&src, "progress", 60000))) {
@@ -188,9 +210,17 @@ Test(kvm_migrate, destination_killed_mid_migration)
 
 Test(kvm_migrate, demo_uses_the_kvm_guest)
 {
-	const char *argv[] = {FERRY_CLI, "demo", "--json",	 "--ram", "16M",
-			      "--vcpus", "2",	 "--dirty-rate", "8M",	  "--downtime-limit",
-			      "500",	 NULL};
+	/* clang-format off */
+	const char *argv[] = {
+		FERRY_CLI, "demo",
+		"--json",
+		"--ram", "16M",
+		"--vcpus", "2",
+		"--dirty-rate", "8M",
+		"--downtime-limit", "500",
+		NULL
+	};
+	/* clang-format on */
 	struct kvmt_child demo;
 	json_t *res;
 	char *buf = NULL;
