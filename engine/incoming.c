@@ -59,6 +59,8 @@ void *eng_dest_thread(void *arg)
 	if (eng->params.timeout_ms)
 		eng->deadline_ns = eng->t_start_ns + eng->params.timeout_ms * 1000000ull;
 	ret = eng_watchdog_start(eng);
+	/* The first event: the migration exists and is in setup. */
+	eng_emit(eng, FERRY_EVENT_STATUS);
 	if (!ret)
 		ret = eng_conn_accept(eng);
 	if (!ret) {
@@ -95,6 +97,7 @@ void *eng_dest_thread(void *arg)
 
 	pthread_mutex_lock(&eng->lock);
 	eng->stats.total_ms = (eng_now_ns() - eng->t_start_ns) / 1000000;
+	eng->stats.cpu_ms = eng_thread_cpu_ms();
 	eng->stats.status = final;
 	pthread_mutex_unlock(&eng->lock);
 	eng_emit(eng, FERRY_EVENT_STATUS);

@@ -116,6 +116,7 @@ struct ferry_engine {
 
 /* engine.c */
 uint64_t eng_now_ns(void);
+uint64_t eng_thread_cpu_ms(void);
 void eng_set_status(struct ferry_engine *eng, enum ferry_status st);
 void eng_fail(struct ferry_engine *eng, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));

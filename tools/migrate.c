@@ -149,6 +149,7 @@ json_t *cli_stats_json(const struct ferry_stats *st)
 	json_object_set_new(o, "zero_pages", json_integer((json_int_t)st->zero_pages));
 	json_object_set_new(o, "memcpy_bytes", json_integer((json_int_t)st->memcpy_bytes));
 	json_object_set_new(o, "throttle_pct", json_integer(st->throttle_pct));
+	json_object_set_new(o, "cpu_ms", json_integer((json_int_t)st->cpu_ms));
 	return o;
 }
 
