@@ -315,21 +315,21 @@ static void regs_to_kvm(struct kvm_regs *r, const struct hv_cpu_state *c)
 }
 
 /* struct kvm_msrs ends in a flexible array: room for our list. */
-struct msr_buf {
+union msr_buf {
 	struct kvm_msrs hdr;
-	struct kvm_msr_entry entries[HV_MAX_MSRS];
+	uint8_t room[sizeof(struct kvm_msrs) + HV_MAX_MSRS * sizeof(struct kvm_msr_entry)];
 };
 
 static int msrs_from_kvm(struct hv_vcpu *c)
 {
 	struct hv_vm *vm = c->vm;
-	struct msr_buf b;
+	union msr_buf b;
 	int n;
 
 	memset(&b, 0, sizeof(b));
 	b.hdr.nmsrs = vm->nmsrs;
 	for (uint32_t i = 0; i < vm->nmsrs; i++)
-		b.entries[i].index = vm->msr_index[i];
+		b.hdr.entries[i].index = vm->msr_index[i];
 	n = ioctl(c->fd, KVM_GET_MSRS, &b);
 	if (n < 0)
 		return -errno;
@@ -337,22 +337,22 @@ static int msrs_from_kvm(struct hv_vcpu *c)
 		return -EIO;
 	c->state.nmsrs = vm->nmsrs;
 	for (uint32_t i = 0; i < vm->nmsrs; i++) {
-		c->state.msrs[i].index = b.entries[i].index;
-		c->state.msrs[i].data = b.entries[i].data;
+		c->state.msrs[i].index = b.hdr.entries[i].index;
+		c->state.msrs[i].data = b.hdr.entries[i].data;
 	}
 	return 0;
 }
 
 static int msrs_to_kvm(struct hv_vcpu *c)
 {
-	struct msr_buf b;
+	union msr_buf b;
 	int n;
 
 	memset(&b, 0, sizeof(b));
 	b.hdr.nmsrs = c->state.nmsrs;
 	for (uint32_t i = 0; i < c->state.nmsrs; i++) {
-		b.entries[i].index = c->state.msrs[i].index;
-		b.entries[i].data = c->state.msrs[i].data;
+		b.hdr.entries[i].index = c->state.msrs[i].index;
+		b.hdr.entries[i].data = c->state.msrs[i].data;
 	}
 	n = ioctl(c->fd, KVM_SET_MSRS, &b);
 	if (n < 0)
