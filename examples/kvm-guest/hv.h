@@ -30,8 +30,9 @@
  *
  * Threads: create/boot/attach/start/stop/destroy from one thread (the main
  * thread). pause/resume (also the engine's vCPU ops) and the progress
- * snapshot are thread-safe. The vCPU threads own their KVM vCPU fds: every
- * vCPU ioctl after creation runs in the vCPU's own thread.
+ * snapshot are thread-safe. Once the vCPU threads run, they own their KVM
+ * vCPU fds: every vCPU ioctl runs in the vCPU's own thread (before, boot
+ * reads KVM's reset state from the main thread).
  */
 #ifndef FERRY_EXAMPLE_HV_H
 #define FERRY_EXAMPLE_HV_H

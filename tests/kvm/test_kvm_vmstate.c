@@ -257,6 +257,7 @@ Test(kvm_vmstate, vdev_current_stream_refused_by_version1)
 	cr_assert_eq(ret, 0);
 	memset(&old, 0, sizeof(old));
 	ret = load_one(stream, len, "vdev", &vdev_v1_vmsd, &old, msg, sizeof(msg), NULL);
+	cr_log_info("%s", msg);
 	cr_assert_eq(ret, FERRY_EVERSION, "got %d: %s", ret, msg);
 	cr_assert_not_null(strstr(msg, "version 2"), "message: %s", msg);
 	cr_assert_not_null(strstr(msg, "vdev"), "message: %s", msg);
@@ -434,6 +435,7 @@ Test(kvm_vmstate, cpu_record_stale_or_impossible_is_refused)
 		p[3] = HV_MAX_MSRS + 1;
 	}
 	ret = load_one(stream, len, "cpu", &hv_cpu_vmsd, &d, msg, sizeof(msg), NULL);
+	cr_log_info("%s", msg);
 	cr_assert_eq(ret, FERRY_ELIMIT, "got %d: %s", ret, msg);
 	cr_assert_not_null(strstr(msg, "msrs"), "message: %s", msg);
 	free(stream);
@@ -487,4 +489,38 @@ Test(kvm_vmstate, serial_round_trip_and_io)
 	ret = load_one(stream, len, "serial", &hv_serial_vmsd, &d, msg, sizeof(msg), NULL);
 	cr_assert_lt(ret, 0);
 	free(stream);
+}
+
+Test(kvm_vmstate, more_vcpus_than_the_destination_has)
+{
+	struct hv_cpu_state s[2], d;
+	struct ferry_devices *reg;
+	struct ferry_writer *w;
+	struct ferry_reader *r;
+	const struct ferry_load_config lc = {.machine = HV_MACHINE};
+	const uint8_t *p;
+	size_t len;
+	int ret;
+
+	fill_cpu(&s[0], 1);
+	fill_cpu(&s[1], 2);
+	cr_assert_eq(ferry_devices_create(&reg), 0);
+	cr_assert_eq(ferry_devices_add(reg, "cpu", 0, &hv_cpu_vmsd, &s[0]), 0);
+	cr_assert_eq(ferry_devices_add(reg, "cpu", 1, &hv_cpu_vmsd, &s[1]), 0);
+	cr_assert_eq(ferry_writer_create_mem(0, &w), 0);
+	cr_assert_eq(ferry_save_snapshot(w, reg, &save_cfg), 0);
+	ferry_devices_destroy(reg);
+	p = ferry_writer_mem_data(w, &len);
+
+	/* A destination built with one vCPU: the second "cpu" section has no home. */
+	cr_assert_eq(ferry_devices_create(&reg), 0);
+	cr_assert_eq(ferry_devices_add(reg, "cpu", 0, &hv_cpu_vmsd, &d), 0);
+	cr_assert_eq(ferry_reader_create_mem(p, len, &r), 0);
+	ret = ferry_load(r, reg, &lc);
+	cr_log_info("%s", ferry_reader_errmsg(r));
+	cr_assert_eq(ret, FERRY_ENOSECTION, "got %d: %s", ret, ferry_reader_errmsg(r));
+	cr_assert_not_null(strstr(ferry_reader_errmsg(r), "cpu"), "%s", ferry_reader_errmsg(r));
+	ferry_reader_destroy(r);
+	ferry_devices_destroy(reg);
+	ferry_writer_destroy(w);
 }
