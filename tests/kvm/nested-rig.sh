@@ -5,8 +5,10 @@
 #
 # Usage: tests/kvm/nested-rig.sh [options] [-- command [args...]]
 #
-#   -b, --build-dir DIR   the build tree to run in (default: /tmp/build-kvm, or
-#                         $FERRY_BUILD_DIR); the guest sees it through the host's root
+#   -b, --build-dir DIR   the build tree to run in (default: build/ of this tree, or
+#                         $FERRY_BUILD_DIR); the guest sees it through the host's root.
+#                         Do not rebuild it while the guest runs: the guest reads the
+#                         binaries through 9p and a replaced one breaks the run
 #   -t, --timeout SEC     bound on the whole guest run (default 900)
 #   -m, --mem MIB         guest RAM (default 2048)
 #   --rig-dir DIR         the rig's scripts (default: tests/rig of this tree, or
@@ -14,8 +16,9 @@
 #   --out-dir DIR         keep the rig's results (stdout, stderr, console.log, ...)
 #   -v                    print the QEMU command line
 #
-# The default command runs the KVM suites of the build tree's test runner:
-#   ./tests/ferry-tests --filter 'kvm_*/*' --verbose --jobs 1
+# The default command runs every KVM test of the build tree's test runner (the
+# reference hypervisor's suites and the engine's KVM dirty-log suite):
+#   ./tests/ferry-tests --filter '@(kvm_*|engine_dirty_kvm)/*' --verbose --jobs 1
 # Any other command runs in the build directory, after the modules are loaded.
 #
 # The modules: the rig's guest kernel is Debian's linux-image-<abi>-amd64; its
@@ -31,7 +34,7 @@ set -u -o pipefail
 
 HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 SRC=$(cd "$HERE/../.." && pwd)
-BUILD=${FERRY_BUILD_DIR:-/tmp/build-kvm}
+BUILD=${FERRY_BUILD_DIR:-$SRC/build}
 TIMEOUT=900
 MEM=2048
 RIG=${FERRY_RIG_DIR:-$SRC/tests/rig}
@@ -63,7 +66,7 @@ while [ $# -gt 0 ]; do
 	shift
 done
 if [ $# -eq 0 ]; then
-	set -- ./tests/ferry-tests --filter 'kvm_*/*' --verbose --jobs 1
+	set -- ./tests/ferry-tests --filter '@(kvm_*|engine_dirty_kvm)/*' --verbose --jobs 1
 fi
 
 [ -x "$RIG/run-guest.sh" ] && [ -x "$RIG/setup.sh" ] ||
