@@ -2,11 +2,12 @@
 /*
  * hv: the reference KVM hypervisor that embeds libferry.
  *
- * A small but real virtual machine: two KVM memory slots with dirty logging,
- * N vCPU threads running a 32-bit flat protected-mode guest, a serial port and
- * a virtio-like device emulated in port I/O exits. It uses libferry through
- * its public headers only (<ferry/...>), the way any hypervisor would; the
- * walk-through is docs/embedding.md.
+ * A small but real virtual machine: two KVM memory slots (dirty-logged by KVM
+ * once a migration is set up), N vCPU threads running a 32-bit flat
+ * protected-mode guest, a serial port and a virtio-like device emulated in
+ * port I/O exits. It uses libferry through its public headers only
+ * (<ferry/...>), the way any hypervisor would; the walk-through is
+ * docs/embedding.md.
  *
  * Guest physical memory:
  *
@@ -17,10 +18,11 @@
  *
  * The guest (PEER-TESTS.md, the A-B workload): each vCPU increments the first
  * byte of every page of its share, in ascending order, round after round;
- * after each round it stores the round number in its mailbox, writes one
- * character to the serial port (0x3f8) and notifies queue 0 of the vdev,
- * whose emulation then writes the queue's used index into guest memory from
- * the host. The rest of every page holds a fixed pattern written at boot.
+ * every MiB it writes a POST code to port 0x80 (the exits the hypervisor
+ * paces the dirty rate by); after each round it stores the round number in
+ * its mailbox, writes one character to the serial port (0x3f8) and notifies
+ * queue 0 of the vdev, whose emulation then writes the queue's used index
+ * into guest memory from the host. The rest of every page holds a fixed pattern written at boot.
  *
  * Because the guest is this simple, the whole machine state can be checked
  * exactly (hv_vm_check()): from a vCPU's registers alone (RIP, ECX, EBX) the
