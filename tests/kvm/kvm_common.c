@@ -151,6 +151,37 @@ int kvmt_reap(struct kvmt_child *c, int timeout_ms)
 	return c->status;
 }
 
+void kvmt_where(const struct kvmt_child *c, char *buf, size_t len)
+{
+	char path[96], cmd[160];
+	FILE *f;
+	size_t used = 0;
+
+	buf[0] = '\0';
+	if (c->pid <= 0)
+		return;
+	/* A shell glob over the threads is the shortest way; only our child's pid is used. */
+	snprintf(cmd, sizeof(cmd),
+		 "for t in /proc/%d/task/*; do echo \"$t $(cat $t/wchan)\"; head -8 $t/stack; done "
+		 "2>/dev/null",
+		 (int)c->pid);
+	f = popen(cmd, "r");
+	if (!f) {
+		snprintf(path, sizeof(path), "pid %d", (int)c->pid);
+		snprintf(buf, len, "%s", path);
+		return;
+	}
+	while (used + 1 < len) {
+		size_t n = fread(buf + used, 1, len - used - 1, f);
+
+		if (n == 0)
+			break;
+		used += n;
+	}
+	buf[used] = '\0';
+	pclose(f);
+}
+
 void kvmt_kill(struct kvmt_child *c)
 {
 	if (c->pid > 0)

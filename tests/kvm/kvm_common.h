@@ -34,6 +34,9 @@ json_t *kvmt_next(struct kvmt_child *c, const char *event, int timeout_ms);
 /* Wait for the child to exit (killing it after @timeout_ms); returns its status. */
 int kvmt_reap(struct kvmt_child *c, int timeout_ms);
 
+/* Where a child is stuck: each thread's kernel stack (root only) or wchan, for messages. */
+void kvmt_where(const struct kvmt_child *c, char *buf, size_t len);
+
 /* Kill and reap, for cleanups. */
 void kvmt_kill(struct kvmt_child *c);
 

@@ -53,7 +53,12 @@ Test(kvm_migrate, live_between_two_processes)
 		kvmt_spawn(argv, &dst);
 	}
 	ev = kvmt_next(&dst, "listening", 30000);
-	cr_assert_not_null(ev, "the destination did not listen");
+	if (!ev) {
+		char where[4096];
+
+		kvmt_where(&dst, where, sizeof(where));
+		cr_assert_fail("the destination did not listen; it is at:\n%s", where);
+	}
 	json_decref(ev);
 	{
 		/*
@@ -158,7 +163,12 @@ Test(kvm_migrate, destination_killed_mid_migration)
 		kvmt_spawn(argv, &dst);
 	}
 	ev = kvmt_next(&dst, "listening", 30000);
-	cr_assert_not_null(ev);
+	if (!ev) {
+		char where[4096];
+
+		kvmt_where(&dst, where, sizeof(where));
+		cr_assert_fail("the destination did not listen; it is at:\n%s", where);
+	}
 	json_decref(ev);
 	{
 		/* Slow enough (4 MiB/s for 33 MiB) that the kill lands mid-stream. */
