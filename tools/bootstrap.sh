@@ -60,9 +60,10 @@ export BUILD=$ROOT/build ASAN_BUILD=$ROOT/build-asan FUZZ_BUILD=$ROOT/build-fuzz
 export LOGS=$BUILD/logs
 export FERRY_JOBS=${FERRY_JOBS:-$(nproc 2>/dev/null || echo 2)}
 export FERRY_FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-60}
-# The exhaustive loops (every truncation, every corrupted byte) take minutes
-# under valgrind; ASan and the fuzzers run them at full speed.
-export FERRY_VALGRIND_FILTER=${FERRY_VALGRIND_FILTER:-'@(vmstate|channels)_*/!(every_*|*corrupt*)'}
+# The exhaustive loops (every truncation, every corrupted byte) and the
+# multi-channel transfers take minutes under valgrind; ASan and the fuzzers
+# run them at full speed.
+export FERRY_VALGRIND_FILTER=${FERRY_VALGRIND_FILTER:-'@(vmstate_*|channels_uri|channels_tcp|channels_unix|channels_fd|channels_file|channels_exec)/!(every_*|*corrupt*)'}
 FERRY_BUDGET_MINUTES=${FERRY_BUDGET_MINUTES:-60}
 FERRY_SKIP=${FERRY_SKIP:-}
 FINAL_RESERVE=600 # seconds kept for the final ferry-tests run
