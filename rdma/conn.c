@@ -263,14 +263,21 @@ static int lane_attempt(struct rdm_lane *l, const struct sockaddr *dst, const st
 int rdm_lane_connect(struct rdm_lane *l, const struct sockaddr *dst, const struct sockaddr *bind,
 		     int64_t deadline)
 {
+	bool refused = false;
 	char peer[64];
 	int ret;
 
 	rdm_sockaddr_str(dst, peer, sizeof(peer));
 	for (;;) {
 		ret = lane_attempt(l, dst, bind, deadline, peer);
+		if (ret == -ETIMEDOUT && refused) {
+			/* The time ran out while retrying a port nobody listens on. */
+			rdm_err("lane %u: nothing accepts RDMA connections at %s", l->index, peer);
+			return -ECONNREFUSED;
+		}
 		if (ret <= 0)
 			return ret;
+		refused = true;
 		rdm_lane_teardown(l);
 		if (rdm_remaining_ms(deadline) <= RETRY_MS) {
 			rdm_err("lane %u: nothing accepts RDMA connections at %s", l->index, peer);

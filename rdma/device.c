@@ -10,6 +10,8 @@
  * open, so that `rdma link delete` is only held up by live connections.
  */
 #include <errno.h>
+#include <glob.h>
+#include <pthread.h>
 #include <ifaddrs.h>
 #include <linux/capability.h>
 #include <net/if.h>
@@ -60,19 +62,56 @@ static void dev_netdev(const char *name, char *buf, size_t len)
 		buf[0] = 0;
 }
 
-static int topo_load(hwloc_topology_t *topo)
+/* NUMA nodes the kernel reports; with one, no device has a locality worth a topology. */
+static int numa_nodes(void)
 {
-	if (hwloc_topology_init(topo))
-		return -ENOMEM;
+	glob_t g;
+	int n;
+
+	if (glob("/sys/devices/system/node/node[0-9]*", GLOB_NOSORT, NULL, &g))
+		return 1;
+	n = (int)g.gl_pathc;
+	globfree(&g);
+	return n;
+}
+
+static pthread_once_t topo_once = PTHREAD_ONCE_INIT;
+static hwloc_topology_t topo_cached;
+static bool topo_ok;
+
+static void topo_init(void)
+{
+	/* Probes that cannot find a NIC and cost seconds under emulation (cpuid per PU). */
+	static const char *const skip[] = {"x86",  "opencl",	"cuda", "nvml",
+					   "rsmi", "levelzero", "gl"};
+	int64_t t0 = rdm_now_ns();
+
+	if (numa_nodes() < 2 || hwloc_topology_init(&topo_cached))
+		return;
+	for (size_t i = 0; i < sizeof(skip) / sizeof(skip[0]); i++)
+		hwloc_topology_set_components(topo_cached, HWLOC_TOPOLOGY_COMPONENTS_FLAG_BLACKLIST,
+					      skip[i]);
 	/* Only the I/O tree and NUMA nodes matter here; caches and groups cost time. */
-	hwloc_topology_set_io_types_filter(*topo, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
-	hwloc_topology_set_cache_types_filter(*topo, HWLOC_TYPE_FILTER_KEEP_NONE);
-	hwloc_topology_set_type_filter(*topo, HWLOC_OBJ_GROUP, HWLOC_TYPE_FILTER_KEEP_NONE);
-	if (hwloc_topology_load(*topo)) {
-		hwloc_topology_destroy(*topo);
-		return -EIO;
+	hwloc_topology_set_io_types_filter(topo_cached, HWLOC_TYPE_FILTER_KEEP_IMPORTANT);
+	hwloc_topology_set_cache_types_filter(topo_cached, HWLOC_TYPE_FILTER_KEEP_NONE);
+	hwloc_topology_set_type_filter(topo_cached, HWLOC_OBJ_GROUP, HWLOC_TYPE_FILTER_KEEP_NONE);
+	if (hwloc_topology_load(topo_cached)) {
+		hwloc_topology_destroy(topo_cached);
+		return;
 	}
-	return 0;
+	topo_ok = true;
+	rdm_dbg("hwloc topology loaded in %.1f ms", (rdm_now_ns() - t0) / 1e6);
+}
+
+/*
+ * The process's topology, loaded once (a load costs 0.2 s on a host and
+ * seconds in an emulated guest) and kept: loaded topologies are read-only
+ * and safe to query from several threads. NULL on a single-node machine.
+ */
+static hwloc_topology_t topo_get(void)
+{
+	pthread_once(&topo_once, topo_init);
+	return topo_ok ? topo_cached : NULL;
 }
 
 static int obj_numa_node(hwloc_topology_t topo, hwloc_obj_t osdev)
@@ -113,14 +152,9 @@ static int topo_numa_node(hwloc_topology_t topo, const char *name)
 
 int rdm_dev_numa_node(const char *name)
 {
-	hwloc_topology_t topo;
-	int node;
+	hwloc_topology_t topo = topo_get();
 
-	if (topo_load(&topo))
-		return -1;
-	node = topo_numa_node(topo, name);
-	hwloc_topology_destroy(topo);
-	return node;
+	return topo ? topo_numa_node(topo, name) : -1;
 }
 
 static void fill_caps(struct ibv_context *ctx, const struct ibv_device_attr_ex *ax,
@@ -223,14 +257,7 @@ static int dev_info(struct ibv_device *d, hwloc_topology_t topo,
 
 int rdm_dev_info(struct ibv_device *d, struct ferry_rdma_device_info *info)
 {
-	hwloc_topology_t topo;
-	int ret;
-
-	if (topo_load(&topo))
-		return dev_info(d, NULL, info);
-	ret = dev_info(d, topo, info);
-	hwloc_topology_destroy(topo);
-	return ret;
+	return dev_info(d, topo_get(), info);
 }
 
 /* ibv_get_device_list() with its two ways of saying "nothing here" turned into FERRY_ENORDMA. */
@@ -260,18 +287,13 @@ static struct ibv_device **device_list(int *n, int *err)
 int ferry_rdma_devices(struct ferry_rdma_device_info *out, size_t cap)
 {
 	struct ibv_device **list;
-	hwloc_topology_t topo;
-	bool have_topo;
 	int n = 0, err = 0;
 
 	list = device_list(&n, &err);
 	if (!list)
 		return err;
-	have_topo = topo_load(&topo) == 0;
 	for (int i = 0; i < n && (size_t)i < cap; i++)
-		dev_info(list[i], have_topo ? topo : NULL, &out[i]);
-	if (have_topo)
-		hwloc_topology_destroy(topo);
+		dev_info(list[i], topo_get(), &out[i]);
 	ibv_free_device_list(list);
 	return n;
 }
@@ -337,7 +359,8 @@ int rdm_dev_pick_source(const struct sockaddr *dst, int numa_node, int timeout_m
 	list = device_list(&n, &err);
 	if (!list)
 		return 0; /* the connect itself reports it */
-	if (n < 2 || topo_load(&topo)) {
+	topo = topo_get();
+	if (n < 2 || !topo) {
 		ibv_free_device_list(list);
 		return 0;
 	}
@@ -356,7 +379,6 @@ int rdm_dev_pick_source(const struct sockaddr *dst, int numa_node, int timeout_m
 			found = 1;
 		}
 	}
-	hwloc_topology_destroy(topo);
 	ibv_free_device_list(list);
 	return found;
 }

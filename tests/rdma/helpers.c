@@ -277,18 +277,35 @@ size_t rt_check(const struct rt_plan *p, const struct ferry_rdma_block *src,
 
 int rt_res_count(const char *kind)
 {
-	char cmd[128], line[512], pat[32];
+	char cmd[128], line[512], comm[64] = "", pat[96];
 	int n = 0;
 	FILE *f;
 
+	/*
+	 * The kernel names the thread that created a resource (its TID), so
+	 * match the process name: the suites run one test process at a time.
+	 */
+	f = fopen("/proc/self/comm", "r");
+	if (!f || !fgets(comm, sizeof(comm), f)) {
+		if (f)
+			fclose(f);
+		return -1;
+	}
+	fclose(f);
+	comm[strcspn(comm, "\n")] = 0;
+	snprintf(pat, sizeof(pat), " comm %s", comm);
 	snprintf(cmd, sizeof(cmd), "rdma res show %s 2>/dev/null", kind);
-	snprintf(pat, sizeof(pat), " pid %d ", (int)getpid());
 	f = popen(cmd, "r");
 	if (!f)
 		return -1;
-	while (fgets(line, sizeof(line), f))
-		if (strstr(line, pat))
+	while (fgets(line, sizeof(line), f)) {
+		line[strcspn(line, "\n")] = 0;
+		if (strstr(line, pat)) {
 			n++;
+			if (getenv("FERRY_TEST_RES"))
+				cr_log_info("%s", line);
+		}
+	}
 	if (pclose(f) != 0)
 		return -1;
 	return n;

@@ -83,7 +83,7 @@ void rt_run_lanes(struct ferry_rdma_source *src, const struct rt_plan *p, size_t
 size_t rt_check(const struct rt_plan *p, const struct ferry_rdma_block *src,
 		const struct ferry_rdma_block *dst);
 
-/* Lines of `rdma res show KIND` naming this process (-1 if the tool fails). */
+/* Lines of `rdma res show KIND` of processes named like this one (-1 if the tool fails). */
 int rt_res_count(const char *kind);
 
 /* Run a shell command (stdout/stderr to ours); returns its exit status. */
