@@ -6,7 +6,8 @@
 #   -b DIR     build tree with tests/ferry-tests (default: $FERRY_BUILD_DIR or ./build)
 #   -f FILTER  run only this Criterion filter (default: every rdma suite, the fault
 #              suite last; see guest-suite.sh)
-#   --numa     boot with two NUMA nodes and the NIC on node 1 (for rdma_device/*)
+#   --numa     boot with two NUMA nodes and the NIC on node 1; rdma_device/* then expects
+#              rxe0 on node 1 (e.g. run-in-rig.sh --numa -f 'rdma_device/*')
 #   -t SEC     bound on the whole guest run (default 1200)
 #
 # Environment: FERRY_RIG (the rig's directory, default tests/rig beside this folder),
@@ -24,13 +25,14 @@ BUILD=${FERRY_BUILD_DIR:-$SRC/build}
 FILTER=
 TIMEOUT=1200
 RIG_OPTS=()
+ENVS=()
 
 while [ $# -gt 0 ]; do
 	case "$1" in
 	-b) BUILD=$2; shift ;;
 	-f) FILTER=$2; shift ;;
 	-t) TIMEOUT=$2; shift ;;
-	--numa) RIG_OPTS+=(--nic-node1) ;;
+	--numa) RIG_OPTS+=(--nic-node1); ENVS+=(-e FERRY_RDMA_EXPECT_NODE=1) ;;
 	--) shift; break ;;
 	-h | --help)
 		sed -n '2,/^set -u/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -50,5 +52,5 @@ if [ ! -x "$RIG/run-guest.sh" ]; then
 fi
 
 "$RIG/run-guest.sh" -t "$TIMEOUT" -m 1536 -s 2 ${RIG_OPTS[@]+"${RIG_OPTS[@]}"} \
-	-e "FERRY_TEST_LOG=${FERRY_TEST_LOG:-1}" -- \
+	-e "FERRY_TEST_LOG=${FERRY_TEST_LOG:-1}" ${ENVS[@]+"${ENVS[@]}"} -- \
 	"$HERE/guest-suite.sh" "$TESTS" "$FILTER"
