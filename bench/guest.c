@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <ferry/dirty.h>
 #include <ferry/error.h>
@@ -93,6 +94,54 @@ static void fill_ram(uint8_t *ram, uint64_t npages, uint32_t seed)
 	}
 }
 
+#ifndef MADV_POPULATE_WRITE
+#define MADV_POPULATE_WRITE 23 /* Linux 5.14 UAPI; older headers lack it */
+#endif
+
+struct populate_job {
+	uint8_t *start;
+	uint64_t len;
+};
+
+static void *populate_thread(void *arg)
+{
+	struct populate_job *j = arg;
+
+	/* Older kernels: touch each page instead. */
+	if (madvise(j->start, j->len, MADV_POPULATE_WRITE) != 0)
+		for (uint64_t off = 0; off < j->len; off += PAGE)
+			((volatile uint8_t *)j->start)[off] = 0;
+	return NULL;
+}
+
+/* Fault every page in, one thread per online CPU, each on its own slice. */
+static void populate(uint8_t *ram, uint64_t len)
+{
+	long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+	int n = ncpu < 1 ? 1 : ncpu > 16 ? 16 : (int)ncpu;
+	pthread_t th[16];
+	struct populate_job jobs[16];
+	uint64_t slice = (len / (uint64_t)n + HUGE_PAGE - 1) & ~(uint64_t)(HUGE_PAGE - 1);
+	int started = 0;
+
+	for (int i = 0; i < n; i++) {
+		uint64_t off = slice * (uint64_t)i;
+
+		if (off >= len)
+			break;
+		jobs[i].start = ram + off;
+		jobs[i].len = off + slice > len ? len - off : slice;
+		if (pthread_create(&th[i], NULL, populate_thread, &jobs[i]) != 0) {
+			populate_thread(&jobs[i]);
+			continue;
+		}
+		started |= 1 << i;
+	}
+	for (int i = 0; i < n; i++)
+		if (started & (1 << i))
+			pthread_join(th[i], NULL);
+}
+
 int bench_guest_create(const struct bench_guest_attr *attr, struct bench_guest **out)
 {
 	struct bench_guest *g;
@@ -127,6 +176,8 @@ int bench_guest_create(const struct bench_guest_attr *attr, struct bench_guest *
 		g->ram = (uint8_t *)a;
 	}
 	madvise(g->ram, attr->ram_bytes, attr->huge ? MADV_HUGEPAGE : MADV_NOHUGEPAGE);
+	if (attr->prefault)
+		populate(g->ram, attr->ram_bytes);
 	if (attr->fill_seed)
 		fill_ram(g->ram, g->npages, attr->fill_seed);
 	bench_devices_fill(&g->devs, attr->fill_seed ? attr->fill_seed : 1);

@@ -55,6 +55,9 @@ enum bench_dirty_kind {
  * @fill_seed:  fill every page with non-zero data derived from it (0: leave
  *              RAM zero, so zero-page detection applies)
  * @dirty:      which dirty log the source uses
+ * @prefault:   populate every page before use (MADV_POPULATE_WRITE, one
+ *              thread per CPU), so first-touch faults are paid up front
+ *              rather than during the migration (a destination's choice)
  */
 struct bench_guest_attr {
 	uint64_t ram_bytes;
@@ -64,6 +67,7 @@ struct bench_guest_attr {
 	bool huge;
 	uint32_t fill_seed;
 	enum bench_dirty_kind dirty;
+	bool prefault;
 };
 
 struct bench_guest;

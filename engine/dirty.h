@@ -155,8 +155,9 @@ int ferry_dirty_log_create_kvm(int vm_fd, const struct ferry_dirty_kvm_slot *slo
 
 /**
  * ferry_dirty_log_create_uffd() - a dirty log over plain process memory.
- * @blocks: @n blocks of anonymous (private or shared), shmem or hugetlbfs memory
- *	of this process; they must stay mapped until the log is destroyed.
+ * @blocks: @n blocks of this process's memory: anonymous (private or shared),
+ *	shmem or hugetlbfs; the asynchronous mode also takes file mappings. They
+ *	must stay mapped until the log is destroyed.
  * @n: 1 to FERRY_DIRTY_MAX_BLOCKS.
  * @attr: options (mode), or NULL for FERRY_DIRTY_UFFD_AUTO.
  * @out: receives the log.
@@ -166,13 +167,16 @@ int ferry_dirty_log_create_kvm(int vm_fd, const struct ferry_dirty_kvm_slot *slo
  * written pages with PAGEMAP_SCAN, which also re-protects them, so a write costs
  * one minor fault per page and round; "uffd-sync" (kernels before 6.7) serves
  * each first write of a page per round in a thread of the log, which records
- * the page and lifts the protection: slower, and a faulting thread waits for
- * that thread. The memory is registered at start and unregistered at stop.
+ * the page and lifts the protection: the faulting thread waits for that thread,
+ * and for a sync in progress. The memory is registered at start and
+ * unregistered at stop. Not fork-safe: a child neither inherits the tracking
+ * nor may use the log.
  *
- * The blocks must not be registered with another userfaultfd, the bitmaps given
- * to sync must not lie in them, and memory discarded while tracking (MADV_DONTNEED,
- * MADV_REMOVE) is reported as written only where the kernel allows (see
- * docs/dirty-logging.md): mark it if in doubt.
+ * The blocks must not be registered with another userfaultfd, and the bitmaps
+ * given to sync must not lie in them. Memory discarded while tracking
+ * (MADV_DONTNEED, MADV_REMOVE) is reported as written by the synchronous mode
+ * and by the asynchronous mode of recent kernels (6.18 does; see
+ * docs/dirty-logging.md for older ones): mark it if in doubt.
  *
  * Thread context: any thread. Returns 0, -EINVAL for bad arguments, -EPERM when
  * this process may not use userfaultfd (vm.unprivileged_userfaultfd=0 without

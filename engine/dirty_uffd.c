@@ -105,6 +105,13 @@ _Static_assert(sizeof(struct page_region) == 24, "page_region is 3 u64");
 #define SCAN_VEC_LEN 1024
 /* Messages read per read(2) by the fault thread. */
 #define FAULT_BATCH 64
+/*
+ * A synchronous sync protects the written runs one call each while there are
+ * fewer than one per this many pages of the block, and the whole block in one
+ * call beyond (see protect_marked()). Measured on the development machine: one
+ * call costs about as much as walking 300 pages (docs/dirty-logging.md).
+ */
+#define PAGES_PER_PROTECT_CALL 256
 /* How many times a sync yields to a fault thread waiting for the fault lock. */
 #define YIELD_TO_FAULTS 1000
 
@@ -163,19 +170,23 @@ static int uffd_open(bool allow_user_mode_only, bool *user_mode_only)
 	*user_mode_only = false;
 	if (fd >= 0)
 		return fd;
-	if (errno == ENOSYS) {
-		ferry_log_msg(FERRY_LOG_ERROR, "engine",
-			      "dirty log: the kernel has no userfaultfd (CONFIG_USERFAULTFD)");
-		return -ENOSYS;
-	}
-	if (errno != EPERM && errno != EACCES)
-		return -errno;
+	int err = errno;
+	if (err != ENOSYS && err != EPERM && err != EACCES)
+		return -err;
+	/* Also on ENOSYS: a seccomp filter (or valgrind) may refuse the call, not the device. */
 	int dev = open("/dev/userfaultfd", O_RDWR | O_CLOEXEC);
 	if (dev >= 0) {
 		fd = ioctl(dev, USERFAULTFD_IOC_NEW, flags);
 		close(dev);
 		if (fd >= 0)
 			return fd;
+	}
+	if (err == ENOSYS) {
+		ferry_log_msg(
+		    FERRY_LOG_ERROR, "engine",
+		    "dirty log: no userfaultfd (the kernel lacks CONFIG_USERFAULTFD, or a "
+		    "seccomp filter refuses the system call)");
+		return -ENOSYS;
 	}
 	if (allow_user_mode_only) {
 		fd = (int)syscall(SYS_userfaultfd, flags | UFFD_USER_MODE_ONLY);
@@ -421,7 +432,8 @@ static void handle_fault(struct uffd_log *u, uintptr_t addr)
 	eng_dirty_mark_pages(&u->base, (uint32_t)i, off, b->page_size);
 	atomic_fetch_add_explicit(&u->base.faults, 1, memory_order_relaxed);
 	int ret = uffd_protect(u->uffd, (uintptr_t)b->host + off, b->page_size, false);
-	if (ret == 0)
+	/* Stopping: the range may be unregistered already, which woke the writer. */
+	if (ret == 0 || atomic_load(&u->stopping))
 		return;
 	/*
 	 * The writer would wait forever. Give up tracking this block (which frees
@@ -558,6 +570,39 @@ static int uffd_sync_start(struct ferry_dirty_log *log)
 	return ret;
 }
 
+/*
+ * Protect again what may be unprotected in block @b: only the fault thread
+ * lifts protection, and only after marking the page, so the marks cover every
+ * unprotected page (see sync_fault_thread()). Their runs are protected one by
+ * one, which costs in proportion to what was written rather than to the size
+ * of the block, unless there are so many runs that one walk of the whole block
+ * is cheaper. Called under fault_lock; @scratch (all zero) receives a snapshot
+ * of the marks, a subset of what the caller then takes.
+ */
+static int protect_marked(struct uffd_log *u, uint32_t b, uint64_t *scratch)
+{
+	struct eng_dirty_block *blk = &u->base.blocks[b];
+	size_t nw = eng_bitmap_words(blk->pages);
+	uint64_t runs = 0, pos = 0, s, n;
+	int ret;
+
+	for (size_t w = 0; w < nw; w++) {
+		scratch[w] = atomic_load_explicit(&blk->marks[w], memory_order_acquire);
+		/* A run starts at each set bit whose lower neighbour is clear. */
+		uint64_t below = w ? scratch[w - 1] >> 63 : 0;
+		runs += (uint64_t)__builtin_popcountll(scratch[w] & ~((scratch[w] << 1) | below));
+	}
+	if (runs > blk->pages / PAGES_PER_PROTECT_CALL)
+		return uffd_protect(u->uffd, (uintptr_t)blk->host, blk->length, true);
+	while (eng_bitmap_next_run(scratch, blk->pages, &pos, &s, &n)) {
+		ret = uffd_protect(u->uffd, (uintptr_t)blk->host + (s << blk->page_shift),
+				   n << blk->page_shift, true);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
 static int uffd_sync_sync(struct ferry_dirty_log *log, uint32_t block, uint64_t *report)
 {
 	struct uffd_log *u = to_uffd(log);
@@ -571,14 +616,17 @@ static int uffd_sync_sync(struct ferry_dirty_log *log, uint32_t block, uint64_t 
 		ret = u->fault_error;
 		goto out;
 	}
+	bool whole = false;
 	if (u->repopulate[block]) {
 		ret = populate_read(b);
 		if (ret)
 			goto out;
 		u->repopulate[block] = false;
+		whole = true;
 	}
 	/* Protect first, then take what the fault thread recorded: see sync_fault_thread(). */
-	ret = uffd_protect(u->uffd, (uintptr_t)b->host, b->length, true);
+	ret = whole ? uffd_protect(u->uffd, (uintptr_t)b->host, b->length, true)
+		    : protect_marked(u, block, report);
 	if (ret == 0)
 		eng_dirty_take_marks(log, block, report);
 out:
@@ -590,7 +638,12 @@ static int uffd_sync_stop(struct ferry_dirty_log *log)
 {
 	struct uffd_log *u = to_uffd(log);
 
-	/* Unregister first: it wakes writers whose faults the thread will never serve. */
+	/*
+	 * Tell the thread first (it then ignores faults on ranges going away), then
+	 * unregister, which wakes writers whose faults it will never serve, then
+	 * join it.
+	 */
+	atomic_store(&u->stopping, true);
 	uffd_unregister_all(u);
 	sync_thread_stop(u);
 	return 0;

@@ -41,6 +41,15 @@ uint64_t eng_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+uint64_t eng_thread_cpu_ms(void)
+{
+	struct timespec ts;
+
+	if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) != 0)
+		return 0;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 int ferry_engine_create(struct ferry_engine **out)
 {
 	struct ferry_engine *eng = calloc(1, sizeof(*eng));
@@ -333,6 +342,27 @@ void eng_watchdog_stop(struct ferry_engine *eng)
 	pthread_mutex_unlock(&eng->lock);
 	pthread_join(eng->watchdog, NULL);
 	eng->watchdog_started = false;
+}
+
+/*
+ * The last steps of either migration thread: stop the watchdog, close the
+ * connection, publish the final status, and only then call the embedder.
+ */
+void eng_finish(struct ferry_engine *eng, enum ferry_status final)
+{
+	eng_watchdog_stop(eng);
+	eng_conn_close(eng);
+	pthread_mutex_lock(&eng->lock);
+	eng->stats.total_ms = (eng_now_ns() - eng->t_start_ns) / 1000000;
+	eng->stats.cpu_ms = eng_thread_cpu_ms();
+	eng->stats.status = final;
+	pthread_mutex_unlock(&eng->lock);
+	eng_emit(eng, FERRY_EVENT_STATUS);
+	pthread_mutex_lock(&eng->lock);
+	eng->running = false;
+	pthread_mutex_unlock(&eng->lock);
+	if (eng->done_fn)
+		eng->done_fn(eng->done_opaque, final);
 }
 
 static int start(struct ferry_engine *eng, const char *uri, ferry_done_fn done, void *opaque,

@@ -143,6 +143,7 @@ struct ferry_stats {
 	uint64_t normal_bytes;
 	uint64_t memcpy_bytes; /* page bytes the engine copied (0 on zero-copy paths) */
 	int throttle_pct;      /* current auto-converge throttle */
+	uint64_t cpu_ms;       /* CPU time of the migration thread (kernel copies included) */
 	uint64_t downtime_limit_ms;
 	char transport[32]; /* "tcp", "unix", "file", "exec", "fd", "tcp-multi", "rdma" */
 };

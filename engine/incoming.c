@@ -59,6 +59,8 @@ void *eng_dest_thread(void *arg)
 	if (eng->params.timeout_ms)
 		eng->deadline_ns = eng->t_start_ns + eng->params.timeout_ms * 1000000ull;
 	ret = eng_watchdog_start(eng);
+	/* The first event: the migration exists and is in setup. */
+	eng_emit(eng, FERRY_EVENT_STATUS);
 	if (!ret)
 		ret = eng_conn_accept(eng);
 	if (!ret) {
@@ -90,18 +92,6 @@ void *eng_dest_thread(void *arg)
 		final =
 		    eng_cancelled(eng) && !timed_out ? FERRY_STATUS_CANCELLED : FERRY_STATUS_FAILED;
 	}
-	eng_watchdog_stop(eng);
-	eng_conn_close(eng);
-
-	pthread_mutex_lock(&eng->lock);
-	eng->stats.total_ms = (eng_now_ns() - eng->t_start_ns) / 1000000;
-	eng->stats.status = final;
-	pthread_mutex_unlock(&eng->lock);
-	eng_emit(eng, FERRY_EVENT_STATUS);
-	pthread_mutex_lock(&eng->lock);
-	eng->running = false;
-	pthread_mutex_unlock(&eng->lock);
-	if (eng->done_fn)
-		eng->done_fn(eng->done_opaque, final);
+	eng_finish(eng, final);
 	return NULL;
 }

@@ -116,6 +116,7 @@ struct ferry_engine {
 
 /* engine.c */
 uint64_t eng_now_ns(void);
+uint64_t eng_thread_cpu_ms(void);
 void eng_set_status(struct ferry_engine *eng, enum ferry_status st);
 void eng_fail(struct ferry_engine *eng, int err, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -125,6 +126,13 @@ void eng_stats_add(struct ferry_engine *eng, uint64_t *field, uint64_t v);
 int eng_watchdog_start(struct ferry_engine *eng);
 void eng_watchdog_stop(struct ferry_engine *eng);
 void eng_conn_shutdown(struct ferry_engine *eng);
+void eng_finish(struct ferry_engine *eng, enum ferry_status final);
+
+/* converge.c: pure arithmetic of convergence */
+uint64_t eng_bandwidth(uint64_t bytes, uint64_t elapsed_ns);
+uint64_t eng_expected_downtime_ms(uint64_t remaining, uint64_t bandwidth);
+bool eng_round_is_hot(uint64_t dirtied, uint64_t sent);
+int eng_next_throttle(int current, int initial, int increment, int max);
 
 /* ram.c */
 extern const struct ferry_iter_ops eng_ram_ops;

@@ -126,14 +126,14 @@ static int end_round(struct ferry_engine *eng, int *hot_rounds)
 	remaining = eng->ram.pending_pages * ENG_PAGE_SIZE;
 	if (elapsed == 0)
 		elapsed = 1;
-	bw = sent * 1000000000ull / elapsed;
-	expected_ms = bw ? remaining * 1000 / bw : (remaining ? UINT64_MAX / 2 : 0);
+	bw = eng_bandwidth(sent, elapsed);
+	expected_ms = eng_expected_downtime_ms(remaining, bw);
 
 	pthread_mutex_lock(&eng->lock);
 	rounds = ++eng->stats.rounds;
 	eng->stats.remaining = remaining;
 	eng->stats.throughput = bw;
-	eng->stats.dirty_rate = remaining * 1000000000ull / elapsed;
+	eng->stats.dirty_rate = eng_bandwidth(remaining, elapsed);
 	eng->stats.expected_downtime_ms = expected_ms;
 	pthread_mutex_unlock(&eng->lock);
 	eng_emit(eng, FERRY_EVENT_ROUND);
@@ -147,17 +147,16 @@ static int end_round(struct ferry_engine *eng, int *hot_rounds)
 
 	/* Auto-converge: the guest dirties more than half of what a round moves. */
 	if (eng->params.auto_converge) {
-		if (remaining > sent / 2)
+		if (eng_round_is_hot(remaining, sent))
 			(*hot_rounds)++;
 		else
 			*hot_rounds = 0;
 		if (*hot_rounds >= AUTO_CONVERGE_ROUNDS) {
 			int cur = eng->stats.throttle_pct;
-			int next = cur ? cur + eng->params.throttle_increment
-				       : eng->params.throttle_initial;
+			int next = eng_next_throttle(cur, eng->params.throttle_initial,
+						     eng->params.throttle_increment,
+						     eng->params.throttle_max);
 
-			if (next > eng->params.throttle_max)
-				next = eng->params.throttle_max;
 			if (next != cur && set_throttle(eng, next) == 0)
 				eng_log(FERRY_LOG_INFO, "auto-converge: vCPUs throttled to %d%%",
 					next);
@@ -304,6 +303,8 @@ void *eng_source_thread(void *arg)
 	if (eng->params.timeout_ms)
 		eng->deadline_ns = eng->t_start_ns + eng->params.timeout_ms * 1000000ull;
 	ret = eng_watchdog_start(eng);
+	/* The first event: the migration exists and is in setup. */
+	eng_emit(eng, FERRY_EVENT_STATUS);
 	if (!ret)
 		ret = run_source(eng, &log_started);
 
@@ -340,19 +341,7 @@ void *eng_source_thread(void *arg)
 	}
 	if (log_started)
 		ferry_dirty_log_stop(eng->dirty);
-	eng_watchdog_stop(eng);
-	eng_conn_close(eng);
 	eng_ram_release(eng);
-
-	pthread_mutex_lock(&eng->lock);
-	eng->stats.total_ms = (eng_now_ns() - eng->t_start_ns) / 1000000;
-	eng->stats.status = final;
-	pthread_mutex_unlock(&eng->lock);
-	eng_emit(eng, FERRY_EVENT_STATUS);
-	pthread_mutex_lock(&eng->lock);
-	eng->running = false;
-	pthread_mutex_unlock(&eng->lock);
-	if (eng->done_fn)
-		eng->done_fn(eng->done_opaque, final);
+	eng_finish(eng, final);
 	return NULL;
 }

@@ -15,6 +15,7 @@
 
 /* X(name, one-line help), in the order `ferry help` lists them. */
 #define FERRY_CLI_COMMANDS(X)                                                                      \
+	X(demo, "live-migrate a running guest between two processes here and verify it")           \
 	X(send, "live-migrate a synthetic guest to a URI (tcp:, unix:, file:, exec:, fd:)")        \
 	X(listen, "receive a synthetic guest from `ferry send` and verify every page")             \
 	X(sample, "write a savevm v3 stream of the sample devices to a file")                      \

@@ -89,14 +89,30 @@ static double mib(uint64_t b)
 	return (double)b / (1024.0 * 1024.0);
 }
 
-/* The live progress line, on a terminal only. */
+json_t *cli_stats_json(const struct ferry_stats *st);
+
+struct progress {
+	bool tty;    /* a live line on stderr */
+	bool events; /* JSON lines on stdout */
+};
+
+/* Progress: a live line on a terminal, and/or one JSON line per event. */
 static void on_event(void *opaque, enum ferry_event_type type, const struct ferry_stats *st)
 {
-	bool *tty = opaque;
+	struct progress *p = opaque;
 
-	if (!*tty)
+	if (p->events) {
+		static const char *const names[] = {"?", "status", "round", "progress"};
+		json_t *j = cli_stats_json(st);
+
+		json_object_set_new(j, "event", json_string(names[type <= 3 ? type : 0]));
+		json_dumpf(j, stdout, JSON_COMPACT);
+		fputc('\n', stdout);
+		fflush(stdout);
+		json_decref(j);
+	}
+	if (!p->tty)
 		return;
-	(void)type;
 	fprintf(stderr,
 		"\r[%-9s] round %-4" PRIu64 " sent %8.1f MiB  remaining %8.1f MiB  %7.1f MiB/s  "
 		"expected downtime %5" PRIu64 " ms  throttle %2d%% ",
@@ -133,6 +149,7 @@ json_t *cli_stats_json(const struct ferry_stats *st)
 	json_object_set_new(o, "zero_pages", json_integer((json_int_t)st->zero_pages));
 	json_object_set_new(o, "memcpy_bytes", json_integer((json_int_t)st->memcpy_bytes));
 	json_object_set_new(o, "throttle_pct", json_integer(st->throttle_pct));
+	json_object_set_new(o, "cpu_ms", json_integer((json_int_t)st->cpu_ms));
 	return o;
 }
 
@@ -157,7 +174,7 @@ static void print_summary(const char *side, const struct ferry_stats *st, const 
 struct opts {
 	struct bench_guest_attr g;
 	struct ferry_params p;
-	bool json, quiet;
+	bool json, quiet, events;
 	const char *uri;
 };
 
@@ -175,6 +192,7 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 	    {"huge", no_argument, NULL, 'H'},
 	    {"seed", required_argument, NULL, 's'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"events", no_argument, NULL, 'e'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
@@ -233,6 +251,11 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 		case 'q':
 			o->quiet = true;
 			break;
+		case 'e':
+			o->events =
+			    true; /* JSON lines of every event on stdout, for `ferry demo` */
+			o->json = true;
+			break;
 		case 'h':
 			return 1;
 		default:
@@ -269,14 +292,15 @@ int ferry_cmd_send(int argc, char **argv)
 	struct ferry_engine *eng = NULL;
 	struct bench_guest *g = NULL;
 	struct ferry_stats st;
-	bool tty;
+	struct progress prog;
 	int ret = parse_common(argc, argv, &o, true);
 
 	if (ret) {
 		fputs(send_usage, ret > 0 ? stdout : stderr);
 		return ret > 0 ? 0 : 2;
 	}
-	tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
+	prog.tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
+	prog.events = o.events;
 	ret = ferry_engine_create(&eng);
 	if (!ret)
 		ret = bench_guest_create(&o.g, &g);
@@ -285,7 +309,7 @@ int ferry_cmd_send(int argc, char **argv)
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &o.p);
 	if (!ret)
-		ret = ferry_engine_set_event_cb(eng, on_event, &tty);
+		ret = ferry_engine_set_event_cb(eng, on_event, &prog);
 	if (ret < 0) {
 		fprintf(stderr, "ferry send: setting up the guest failed: %s\n",
 			ferry_strerror(ret));
@@ -300,6 +324,8 @@ int ferry_cmd_send(int argc, char **argv)
 		json_t *j = cli_stats_json(&st);
 
 		json_object_set_new(j, "side", json_string("source"));
+		json_object_set_new(j, "event", json_string("done"));
+		json_object_set_new(j, "dirty_log", json_string(bench_guest_dirty_kind(g)));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		fputc('\n', stdout);
 		json_decref(j);
@@ -321,14 +347,15 @@ int ferry_cmd_listen(int argc, char **argv)
 	struct ferry_stats st;
 	char why[1024] = "";
 	uint64_t bad = 0;
-	bool tty;
+	struct progress prog;
 	int ret = parse_common(argc, argv, &o, false);
 
 	if (ret) {
 		fputs(listen_usage, ret > 0 ? stdout : stderr);
 		return ret > 0 ? 0 : 2;
 	}
-	tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
+	prog.tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
+	prog.events = o.events;
 	ret = ferry_engine_create(&eng);
 	if (!ret) {
 		struct bench_guest_attr ga = o.g;
@@ -336,6 +363,8 @@ int ferry_cmd_listen(int argc, char **argv)
 		/* The destination's RAM starts empty and its devices differ: all must arrive. */
 		ga.vcpus = 0;
 		ga.fill_seed = 0;
+		/* Pay the first-touch faults before the source connects (docs/benchmarks.md). */
+		ga.prefault = true;
 		ret = bench_guest_create(&ga, &g);
 	}
 	if (!ret) {
@@ -345,12 +374,16 @@ int ferry_cmd_listen(int argc, char **argv)
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &o.p);
 	if (!ret)
-		ret = ferry_engine_set_event_cb(eng, on_event, &tty);
+		ret = ferry_engine_set_event_cb(eng, on_event, &prog);
 	if (!ret)
 		ret = ferry_incoming(eng, o.uri, NULL, NULL);
 	if (ret < 0) {
 		fprintf(stderr, "ferry listen: %s\n", ferry_strerror(ret));
 		goto out;
+	}
+	if (o.events) {
+		printf("{\"event\":\"listening\",\"port\":%d}\n", ferry_engine_listen_port(eng));
+		fflush(stdout);
 	}
 	if (!o.quiet && !o.json) {
 		if (ferry_engine_listen_port(eng))
@@ -367,6 +400,7 @@ int ferry_cmd_listen(int argc, char **argv)
 		json_t *j = cli_stats_json(&st);
 
 		json_object_set_new(j, "side", json_string("destination"));
+		json_object_set_new(j, "event", json_string("done"));
 		json_object_set_new(j, "verified",
 				    json_boolean(st.status == FERRY_STATUS_COMPLETED && bad == 0));
 		if (bad)

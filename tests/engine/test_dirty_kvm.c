@@ -136,8 +136,9 @@ static void calibrate(struct guest *g)
 	cr_assert((bits[CALIBRATION_PAGE / 64] >> (CALIBRATION_PAGE % 64)) & 1,
 		  "KVM did not log the guest's write at all");
 	g->reads_logged = (bits[0] >> CODE_PAGE) & 1;
+	/* Info, not a warning: Criterion makes the whole run exit 1 on any warning. */
 	if (g->reads_logged)
-		cr_log_warn("this KVM logs pages the guest only reads (the code page): nested "
+		cr_log_info("this KVM logs pages the guest only reads (the code page): nested "
 			    "virtualisation? The code and table pages are not checked");
 }
 

@@ -24,6 +24,19 @@
 
 #include "bench/guest.h"
 
+static int count_fds(void)
+{
+	char path[64];
+	int n = 0;
+
+	for (int fd = 0; fd < 1024; fd++) {
+		snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+		if (access(path, F_OK) == 0)
+			n++;
+	}
+	return n;
+}
+
 struct side {
 	struct ferry_engine *eng;
 	struct bench_guest *guest;
@@ -341,6 +354,7 @@ static void run_fault_p(uint64_t cut_bytes, enum ferry_status at, bool cancel, u
 	struct ferry_stats st;
 
 	a.vcpus = vcpus;
+	int fds_before = count_fds();
 	make_side(&src, &a, true);
 	f.eng = src.eng;
 	uint8_t *ram = bench_guest_ram(src.guest, &len);
@@ -376,6 +390,7 @@ static void run_fault_p(uint64_t cut_bytes, enum ferry_status at, bool cancel, u
 	}
 	free(control);
 	free_side(&src);
+	cr_assert_eq(count_fds(), fds_before, "file descriptors leaked");
 }
 
 static void run_fault(uint64_t cut_bytes, enum ferry_status at, bool cancel, uint32_t vcpus,
@@ -392,6 +407,12 @@ Test(engine_migrate, peer_drops_in_setup)
 Test(engine_migrate, peer_drops_in_bulk)
 {
 	run_fault(8u << 20, FERRY_STATUS_NONE, false, 2, FERRY_STATUS_FAILED);
+}
+
+Test(engine_migrate, peer_drops_in_iterate)
+{
+	/* Past the 64 MiB bulk round: the connection dies during the dirty rounds. */
+	run_fault(72u << 20, FERRY_STATUS_NONE, false, 2, FERRY_STATUS_FAILED);
 }
 
 Test(engine_migrate, peer_drops_at_switchover)
@@ -420,4 +441,94 @@ Test(engine_migrate, cancel_at_switchover)
 Test(engine_migrate, cancel_idle_guest_untouched)
 {
 	run_fault(0, FERRY_STATUS_ACTIVE, true, 0, FERRY_STATUS_CANCELLED);
+}
+
+Test(engine_migrate, cancel_in_setup)
+{
+	/* Cancelled as soon as it starts: before or during the connect and header. */
+	run_fault(0, FERRY_STATUS_SETUP, true, 2, FERRY_STATUS_CANCELLED);
+}
+
+/* ---- the destination never reports success for a bad stream -------------------------- */
+
+static void load_damaged(void (*damage)(uint8_t *buf, size_t *len))
+{
+	struct side src, dst;
+	char path[64], uri[80];
+	struct ferry_stats st;
+	FILE *f;
+	uint8_t *buf;
+	size_t len;
+
+	snprintf(path, sizeof(path), "/tmp/ferry-test-bad-%d.qevm", getpid());
+	snprintf(uri, sizeof(uri), "file:%s", path);
+	make_side(&src, &small_live, true);
+	cr_assert_eq(ferry_migrate_sync(src.eng, uri), FERRY_STATUS_COMPLETED);
+	f = fopen(path, "rb");
+	cr_assert_not_null(f);
+	fseek(f, 0, SEEK_END);
+	len = (size_t)ftell(f);
+	rewind(f);
+	buf = malloc(len);
+	cr_assert_eq(fread(buf, 1, len, f), len);
+	fclose(f);
+	damage(buf, &len);
+	f = fopen(path, "wb");
+	cr_assert_eq(fwrite(buf, 1, len, f), len);
+	fclose(f);
+	free(buf);
+
+	make_side(&dst, &small_live, false);
+	cr_assert_eq(ferry_incoming_sync(dst.eng, uri), FERRY_STATUS_FAILED);
+	ferry_engine_get_stats(dst.eng, &st);
+	cr_assert_lt(st.error, 0);
+	cr_assert(strstr(st.error_msg, "offset") != NULL, "%s", st.error_msg);
+	unlink(path);
+	free_side(&src);
+	free_side(&dst);
+}
+
+static void cut_in_half(uint8_t *buf, size_t *len)
+{
+	(void)buf;
+	*len /= 2;
+}
+
+static void cut_before_eof(uint8_t *buf, size_t *len)
+{
+	/* Everything but the last device section's footer and what follows. */
+	for (size_t i = *len; i-- > 0;)
+		if (buf[i] == 0x7e && i + 5 < *len && buf[i + 5] == 0x00) {
+			*len = i + 2;
+			return;
+		}
+	*len -= 100;
+}
+
+static void flip_a_page_offset(uint8_t *buf, size_t *len)
+{
+	/* The first PAGE record after the START section: its offset points past the block. */
+	for (size_t i = 64; i + 8 < *len; i++)
+		if (buf[i] == 0x02 && buf[i + 1] == 0 && buf[i + 2] == 0 && buf[i + 3] == 0 &&
+		    buf[i + 4] == 0) {
+			/* PART header: 0x02 + be32 id 0, then the first record's be64 word. */
+			buf[i + 5] = 0x7f;
+			return;
+		}
+	cr_assert_fail("no PART section found");
+}
+
+Test(engine_migrate, destination_refuses_truncated_stream)
+{
+	load_damaged(cut_in_half);
+}
+
+Test(engine_migrate, destination_refuses_stream_cut_before_eof)
+{
+	load_damaged(cut_before_eof);
+}
+
+Test(engine_migrate, destination_refuses_page_outside_its_block)
+{
+	load_damaged(flip_a_page_offset);
 }
