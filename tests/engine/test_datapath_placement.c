@@ -27,8 +27,9 @@
 #define GIB (1ull << 30)
 
 /* Two packages of 2 cores, a NUMA node each: node 0 = CPUs 0-1, node 1 = CPUs 2-3. */
-#define TWO_NODES  "synthetic:pack:2 [numa] core:2 pu:1"
-#define FOUR_NODES "synthetic:pack:4 [numa] core:2 pu:1"
+#define TWO_NODES_SPEC "pack:2 [numa] core:2 pu:1"
+#define TWO_NODES      "synthetic:" TWO_NODES_SPEC
+#define FOUR_NODES     "synthetic:pack:4 [numa] core:2 pu:1"
 
 static const char *const node_cpus[] = {"0-1", "2-3", "4-5", "6-7"};
 
@@ -227,7 +228,7 @@ Test(engine_placement, xml_topology)
 	/* Export the synthetic 2-node machine as XML, as `lstopo x.xml` would. */
 	snprintf(path, sizeof(path), "/tmp/ferry-topo-%d.xml", getpid());
 	cr_assert_eq(hwloc_topology_init(&t), 0);
-	cr_assert_eq(hwloc_topology_set_synthetic(t, TWO_NODES + 10), 0);
+	cr_assert_eq(hwloc_topology_set_synthetic(t, TWO_NODES_SPEC), 0);
 	cr_assert_eq(hwloc_topology_load(t), 0);
 	cr_assert_eq(hwloc_topology_export_xml(t, path, 0), 0);
 	hwloc_topology_destroy(t);
