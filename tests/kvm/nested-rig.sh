@@ -14,6 +14,8 @@
 #   --rig-dir DIR         the rig's scripts (default: tests/rig of this tree, or
 #                         $FERRY_RIG_DIR)
 #   --out-dir DIR         keep the rig's results (stdout, stderr, console.log, ...)
+#   --append ARGS         more guest kernel arguments (e.g. loglevel=7 to see backtraces)
+#   --kvm-param M.P=V     a module parameter for insmod, e.g. kvm_amd.npt=0 (repeatable)
 #   -v                    print the QEMU command line
 #
 # The default command runs every KVM test of the build tree's test runner (the
@@ -40,6 +42,8 @@ MEM=2048
 RIG=${FERRY_RIG_DIR:-$SRC/tests/rig}
 OUT_DIR=
 VERBOSE=()
+APPEND=
+KVM_PARAMS=()
 KCACHE=${FERRY_KVM_RIG_CACHE:-/var/cache/ferry-rig-kvm}
 
 msg() { echo "nested-rig: $*" >&2; }
@@ -55,6 +59,8 @@ while [ $# -gt 0 ]; do
 	-m | --mem) MEM=$2; shift ;;
 	--rig-dir) RIG=$2; shift ;;
 	--out-dir) OUT_DIR=$2; shift ;;
+	--append) APPEND=$2; shift ;;
+	--kvm-param) KVM_PARAMS+=("$2"); shift ;;
 	-v) VERBOSE=(-v) ;;
 	-h | --help)
 		sed -n '2,/^set -u/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'
@@ -163,7 +169,11 @@ while read -r m; do
 	[ "\$m" = "\$skipmod" ] && continue
 	name=\${m%.ko}
 	grep -q "^\$(echo \$name | tr - _) " /proc/modules && continue
-	insmod "$MODDIR/\$m" || { echo "nested-rig: insmod \$m failed" >&2; exit 77; }
+	params=
+	for p in $(printf '%s ' ${KVM_PARAMS[@]+"${KVM_PARAMS[@]}"}); do
+		case "\$p" in "\$(echo \$name | tr - _)".*) params="\$params \${p#*.}" ;; esac
+	done
+	insmod "$MODDIR/\$m" \$params || { echo "nested-rig: insmod \$m failed" >&2; exit 77; }
 done <"$MODDIR/order"
 [ -c /dev/kvm ] || { echo "nested-rig: no /dev/kvm after loading kvm (\$cpu)" >&2; dmesg | grep -i -e kvm -e svm >&2; exit 77; }
 echo "nested-rig: /dev/kvm ready (\$cpu, nested=\$(cat /sys/module/kvm_amd/parameters/nested 2>/dev/null || cat /sys/module/kvm_intel/parameters/nested 2>/dev/null))" >&2
@@ -175,5 +185,5 @@ OUT_ARGS=()
 cd "$BUILD" || skip "cannot cd to $BUILD"
 # no_timer_check: under a loaded host, TCG can be slow enough for the kernel's
 # IO-APIC timer check to fail and panic at boot ("IO-APIC + timer doesn't work").
-"$RIG/run-guest.sh" --no-rdma --append no_timer_check -m "$MEM" -s 2 -t "$TIMEOUT" \
+"$RIG/run-guest.sh" --no-rdma --append "no_timer_check${APPEND:+ $APPEND}" -m "$MEM" -s 2 -t "$TIMEOUT" \
 	${VERBOSE[@]+"${VERBOSE[@]}"} ${OUT_ARGS[@]+"${OUT_ARGS[@]}"} -- sh "$RUN/job.sh" "$@"
