@@ -107,9 +107,12 @@ static void on_event(void *opaque, enum ferry_event_type type, const struct ferr
 		json_t *j = cli_stats_json(st);
 
 		json_object_set_new(j, "event", json_string(names[type <= 3 ? type : 0]));
+		/* One line at a time: the main thread prints "listening" meanwhile. */
+		flockfile(stdout);
 		json_dumpf(j, stdout, JSON_COMPACT);
 		fputc('\n', stdout);
 		fflush(stdout);
+		funlockfile(stdout);
 		json_decref(j);
 	}
 	if (!p->tty)

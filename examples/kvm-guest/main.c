@@ -232,11 +232,19 @@ static json_t *stats_json(const struct ferry_stats *st)
 	return o;
 }
 
+/*
+ * One JSON object per line on stdout. The engine's events come from its
+ * migration thread while the main thread reports too (the destination's
+ * "setup" status races "listening"): hold the stream's lock over the whole
+ * line, or two threads' pieces interleave into lines nobody can parse.
+ */
 static void emit(json_t *o)
 {
+	flockfile(stdout);
 	json_dumpf(o, stdout, JSON_COMPACT);
 	fputc('\n', stdout);
 	fflush(stdout);
+	funlockfile(stdout);
 	json_decref(o);
 }
 
