@@ -175,7 +175,8 @@ uint64_t rdm_memlock_allowance(uint64_t *limit);
 struct rdm_centry {
 	uint32_t block;
 	uint64_t chunk;
-	uint32_t refs;	/* writes in flight that use it */
+	uint32_t refs;	/* writes in flight that use it (+1 while a registration is asked for) */
+	bool pending;	/* remote: asked for ahead of need, no answer yet */
 	uint64_t start; /* byte offset of the chunk in its block */
 	uint64_t len;
 	struct ibv_mr *mr; /* local registration (source lcache, destination lane) */
@@ -446,6 +447,15 @@ struct rdm_lane {
 	struct rdm_msg await_msg;
 	uint8_t await_buf[RDM_CTRL_BUF];
 	uint64_t flush_seq;
+	/* CHUNKED destination: registrations asked for ahead of need, by request number. */
+	struct {
+		uint64_t req;
+		struct rdm_centry *e;
+	} pend[RDM_CTRL_DEPTH];
+	uint32_t n_pend;
+	/* The runs of the write call in progress (for asking ahead). */
+	const struct ferry_rdma_run *ahead;
+	size_t n_ahead;
 	/* After a failure: the part of the failed call that was never posted. */
 	struct ferry_rdma_run *unposted;
 	size_t n_unposted;
