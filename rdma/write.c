@@ -708,7 +708,16 @@ static int build_write(struct rdm_lane *l, const struct ferry_rdma_run *r, uint6
 	s = &l->ring[l->head & l->ring_mask];
 	s->rc = rce;
 	s->nlc = 0;
-	for (p = *pos; p < wr_end && n < max_sge;) {
+	/* Zeros come from the zero buffer, as many entries of it as the write allows. */
+	for (p = *pos; (r->flags & FERRY_RDMA_RUN_ZERO) && p < wr_end && n < max_sge; n++) {
+		uint64_t seg = wr_end - p < RDM_ZERO_BUF ? wr_end - p : RDM_ZERO_BUF;
+
+		l->sge[l->nwr][n].addr = (uintptr_t)src->zero;
+		l->sge[l->nwr][n].length = (uint32_t)seg;
+		l->sge[l->nwr][n].lkey = src->zero_mr->lkey;
+		p += seg;
+	}
+	for (; !(r->flags & FERRY_RDMA_RUN_ZERO) && p < wr_end && n < max_sge;) {
 		ret = local_key(l, r->block, p, &lend, &lkey, &lce);
 		if (ret == -EAGAIN) {
 			if (n)
@@ -733,6 +742,7 @@ static int build_write(struct rdm_lane *l, const struct ferry_rdma_run *r, uint6
 	wr_end = p;
 
 	s->block = r->block;
+	s->flags = r->flags;
 	s->offset = *pos;
 	s->length = (uint32_t)(wr_end - *pos);
 	wr = &l->wr[l->nwr];
@@ -752,6 +762,8 @@ static int build_write(struct rdm_lane *l, const struct ferry_rdma_run *r, uint6
 	l->head++;
 	l->nwr++;
 	rdm_add(&l->bytes, s->length);
+	if (r->flags & FERRY_RDMA_RUN_ZERO)
+		rdm_add(&l->zero_bytes, s->length);
 	rdm_add(&l->writes, 1);
 	*pos = wr_end;
 	if (l->nwr == RDM_BATCH)
@@ -804,12 +816,13 @@ int rdm_lane_write(struct rdm_lane *l, const struct ferry_rdma_run *runs, size_t
 		const struct ferry_rdma_run *r = &runs[i];
 
 		if (r->block >= src->mem.n_blocks || !r->length ||
+		    (r->flags & ~FERRY_RDMA_RUN_ZERO) ||
 		    r->offset > src->mem.blocks[r->block].length ||
 		    r->length > src->mem.blocks[r->block].length - r->offset) {
-			rdm_err(
-			    "lane %u: run %zu (block %u, offset %lu, %lu bytes) is out of bounds",
-			    l->index, i, r->block, (unsigned long)r->offset,
-			    (unsigned long)r->length);
+			rdm_err("lane %u: run %zu (block %u, offset %lu, %lu bytes, flags 0x%x) is "
+				"out of bounds or has unknown flags",
+				l->index, i, r->block, (unsigned long)r->offset,
+				(unsigned long)r->length, r->flags);
 			return -EINVAL;
 		}
 	}
@@ -869,6 +882,7 @@ int rdm_lane_flush(struct rdm_lane *l, uint64_t tag)
 			return ret;
 	}
 	rdm_add(&l->flushes, 1);
+	atomic_store_explicit(&l->last_tag, tag, memory_order_relaxed);
 	return 0;
 }
 
@@ -880,8 +894,10 @@ ssize_t rdm_lane_unplaced(struct rdm_lane *l, struct ferry_rdma_run *out, size_t
 		const struct rdm_slot *s = &l->ring[p & l->ring_mask];
 
 		if (n < cap)
-			out[n] = (struct ferry_rdma_run){
-			    .block = s->block, .offset = s->offset, .length = s->length};
+			out[n] = (struct ferry_rdma_run){.block = s->block,
+							 .flags = s->flags,
+							 .offset = s->offset,
+							 .length = s->length};
 	}
 	for (size_t i = 0; i < l->n_unposted; i++, n++)
 		if (n < cap)

@@ -137,6 +137,8 @@ static double run_once(const char *addr, uint32_t q, uint64_t size, uint64_t ite
 	sa.memlock_budget = budget;
 	ret = ferry_rdma_source_create(&sa, &src);
 	if (!ret)
+		ret = ferry_rdma_source_connect(src);
+	if (!ret)
 		ret = ferry_rdma_dest_accept(dst, 10000);
 	if (ret) {
 		fprintf(stderr, "ferry-rdma-bw: connect: %s\n", ferry_strerror(ret));
