@@ -60,11 +60,18 @@ int ferry_engine_create(struct ferry_engine **out)
 	pthread_mutex_init(&eng->lock, NULL);
 	pthread_mutex_init(&eng->conn_lock, NULL);
 	pthread_cond_init(&eng->cond, NULL);
+	pthread_mutex_init(&eng->dp.lock, NULL);
+	pthread_cond_init(&eng->dp.cond, NULL);
 	ret = ferry_devices_create(&eng->devs);
 	if (ret < 0)
 		goto err;
 	/* RAM first: it gets section id 0 and leads every stream, as in QEMU. */
 	ret = ferry_devices_add_iterative(eng->devs, "ram", 0, &eng_ram_ops, eng);
+	if (ret < 0)
+		goto err;
+	/* The data path's negotiation: sent only when a migration uses one. */
+	ret = ferry_devices_add(eng->devs, eng_dp_nego_vmsd.name, 0, &eng_dp_nego_vmsd,
+				&eng->dp.nego);
 	if (ret < 0)
 		goto err;
 	*out = eng;
@@ -81,8 +88,11 @@ void ferry_engine_destroy(struct ferry_engine *eng)
 	ferry_engine_cancel(eng);
 	ferry_engine_wait(eng);
 	eng_ram_release(eng);
+	eng_dp_fini(eng);
 	free(eng->blocks);
 	ferry_devices_destroy(eng->devs);
+	pthread_cond_destroy(&eng->dp.cond);
+	pthread_mutex_destroy(&eng->dp.lock);
 	pthread_cond_destroy(&eng->cond);
 	pthread_mutex_destroy(&eng->conn_lock);
 	pthread_mutex_destroy(&eng->lock);
@@ -161,8 +171,22 @@ int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params 
 	if (busy(eng))
 		return FERRY_ESTATE;
 	if (p->throttle_initial < 0 || p->throttle_initial > 99 || p->throttle_increment < 0 ||
-	    p->throttle_max < 0 || p->throttle_max > 99)
+	    p->throttle_max < 0 || p->throttle_max > 99 || p->channels > FERRY_MAX_CHANNELS)
 		return -EINVAL;
+	/* Data channels need the NUMA topology: read it now rather than in setup, and
+	 * refuse a described one that does not load. */
+	if (p->channels || (p->numa_topology && p->numa_topology[0])) {
+		struct ferry_params old = eng->params;
+		char err[256] = "";
+
+		eng->params = *p;
+		if (eng_dp_topology(eng, err, sizeof(err)) < 0) {
+			eng_log(FERRY_LOG_ERROR, "NUMA topology: %s", err);
+			eng->params = old;
+			return -EINVAL;
+		}
+		return 0;
+	}
 	eng->params = *p;
 	return 0;
 }
@@ -260,6 +284,7 @@ void eng_conn_shutdown(struct ferry_engine *eng)
 		ferry_channel_shutdown(eng->conn.ch);
 	if (eng->listener)
 		ferry_listener_shutdown(eng->listener);
+	eng_dp_abort(eng);
 	pthread_mutex_unlock(&eng->conn_lock);
 }
 
@@ -354,7 +379,7 @@ void eng_finish(struct ferry_engine *eng, enum ferry_status final)
 	eng_conn_close(eng);
 	pthread_mutex_lock(&eng->lock);
 	eng->stats.total_ms = (eng_now_ns() - eng->t_start_ns) / 1000000;
-	eng->stats.cpu_ms = eng_thread_cpu_ms();
+	eng->stats.cpu_ms = eng_thread_cpu_ms() + eng->dp.cpu_ms;
 	eng->stats.status = final;
 	pthread_mutex_unlock(&eng->lock);
 	eng_emit(eng, FERRY_EVENT_STATUS);
@@ -385,6 +410,13 @@ static int start(struct ferry_engine *eng, const char *uri, ferry_done_fn done, 
 	}
 	apply_defaults(&eng->params);
 	memset(&eng->stats, 0, sizeof(eng->stats));
+	/* The last migration's worker statistics give way to this one's. */
+	eng->dp.cpu_ms = 0;
+	pthread_mutex_lock(&eng->dp.lock);
+	free(eng->dp.final);
+	eng->dp.final = NULL;
+	eng->dp.nfinal = 0;
+	pthread_mutex_unlock(&eng->dp.lock);
 	eng->stats.total_ram = eng->total_ram;
 	eng->stats.downtime_limit_ms = eng->params.downtime_limit_ms;
 	eng->stats.status = FERRY_STATUS_SETUP;
@@ -403,6 +435,9 @@ static int start(struct ferry_engine *eng, const char *uri, ferry_done_fn done, 
 		ret = eng_conn_listen(eng, uri);
 		if (ret < 0)
 			return ret;
+		/* A listener may get data connections: read the topology now, not in setup. */
+		if (eng->listener && eng_dp_topology(eng, NULL, 0) < 0)
+			eng_log(FERRY_LOG_DEBUG, "NUMA topology not loaded ahead");
 	} else {
 		struct ferry_uri parsed;
 

@@ -39,6 +39,9 @@ extern "C" {
 
 struct ferry_engine;
 
+/* The most data channels (ferry_params.channels) a migration may use. */
+#define FERRY_MAX_CHANNELS 64
+
 /** Migration status, as QEMU's query-migrate reports it. */
 enum ferry_status {
 	FERRY_STATUS_NONE = 0,
@@ -106,6 +109,23 @@ struct ferry_vcpu_ops {
  * @max_rounds:          give up (fail) after this many iterative rounds
  *                       without converging, unless auto-converge is on
  *                       (default 0 = no limit)
+ * @channels:            source: move the pages over this many data
+ *                       connections beside the main stream, one worker
+ *                       thread each (tcp: and unix: URIs; rdma: later QPs);
+ *                       0 = pages in the main stream. At most
+ *                       FERRY_MAX_CHANNELS. The destination follows
+ *                       what the source announces. docs/data-path.md
+ * @zerocopy:            source, with @channels: send pages with
+ *                       MSG_ZEROCOPY (and wait for its completions at each
+ *                       round's end); falls back to copying sends per
+ *                       connection where the kernel refuses it
+ * @numa_topology:       where the data-path workers are placed: NULL for
+ *                       this machine (workers bound to the CPUs of the node
+ *                       that holds their RAM), or a described topology for
+ *                       testing, "synthetic:<hwloc synthetic description>"
+ *                       or "xml:<path of an hwloc XML export>" (placement is
+ *                       computed and reported, threads are not bound). Not
+ *                       copied: must stay valid while a migration runs
  */
 struct ferry_params {
 	uint64_t downtime_limit_ms;
@@ -118,6 +138,9 @@ struct ferry_params {
 	bool no_zero_detection;
 	const char *machine;
 	uint32_t max_rounds;
+	uint32_t channels;
+	bool zerocopy;
+	const char *numa_topology;
 };
 
 /**
@@ -139,13 +162,50 @@ struct ferry_stats {
 	uint64_t throughput;   /* bytes per second, last round */
 	uint64_t rounds;       /* dirty-log syncs (QEMU's dirty-sync-count) */
 	uint64_t normal_pages; /* pages sent in full */
-	uint64_t zero_pages;   /* pages sent as ZERO records */
-	uint64_t normal_bytes;
-	uint64_t memcpy_bytes; /* page bytes the engine copied (0 on zero-copy paths) */
+	uint64_t zero_pages;   /* pages sent as ZERO records (or zero runs on a data path) */
+	uint64_t normal_bytes; /* page data bytes of the normal pages */
+	uint64_t memcpy_bytes; /* page bytes copied in user space (0 on zero-copy paths) */
 	int throttle_pct;      /* current auto-converge throttle */
-	uint64_t cpu_ms;       /* CPU time of the migration thread (kernel copies included) */
+	uint64_t cpu_ms;       /* CPU time of the migration thread and the data-path workers (kernel
+				* copies included) */
 	uint64_t downtime_limit_ms;
 	char transport[32]; /* "tcp", "unix", "file", "exec", "fd", "tcp-multi", "rdma" */
+	uint32_t channels;  /* data-path lanes (workers); 0 = pages in the main stream */
+	uint64_t syscalls;  /* system calls the data path made for page data, all lanes */
+};
+
+/**
+ * struct ferry_worker_stats - one data-path worker (worker i drives lane i),
+ * on either side. Read with ferry_engine_get_worker_stats().
+ * @index:      the worker (and lane) number
+ * @numa_node:  the NUMA node it was placed on (OS numbering), -1 if none
+ * @bound:      its thread is bound to @cpus (false on a described topology,
+ *              or when binding failed; see the log)
+ * @cpus:       the CPUs of its placement, as a list ("0-7,16-23")
+ * @ram_bytes:  bytes of guest RAM whose pages travel through it
+ * @pages:      pages it moved with their data
+ * @zero_pages: pages it moved as zero runs
+ * @bytes:      page data bytes
+ * @wire_bytes: bytes on its lane's connection, protocol included
+ * @packets:    transport messages on its lane
+ * @syscalls:   system calls for its lane's data
+ * @cpu_ns:     CPU time of its thread (updated once per batch or sync point)
+ * @sync_round: the last round whose sync point its lane completed
+ */
+struct ferry_worker_stats {
+	uint32_t index;
+	int numa_node;
+	bool bound;
+	char cpus[64];
+	uint64_t ram_bytes;
+	uint64_t pages;
+	uint64_t zero_pages;
+	uint64_t bytes;
+	uint64_t wire_bytes;
+	uint64_t packets;
+	uint64_t syscalls;
+	uint64_t cpu_ns;
+	uint64_t sync_round;
 };
 
 /** Kinds of events delivered to the event callback. */
@@ -208,7 +268,13 @@ int ferry_engine_set_dirty_log(struct ferry_engine *eng, struct ferry_dirty_log 
 /** ferry_engine_set_vcpu_ops() - copy @ops; without them the guest is assumed stopped. */
 int ferry_engine_set_vcpu_ops(struct ferry_engine *eng, const struct ferry_vcpu_ops *ops);
 
-/** ferry_engine_set_params() - copy @p (zero members take defaults). */
+/**
+ * ferry_engine_set_params() - copy @p (zero members take defaults).
+ * With @p->channels or @p->numa_topology, the NUMA topology is read here
+ * (tens of milliseconds), so that a migration's setup does not pay for it.
+ * Returns 0, -EINVAL (a value out of range, a described topology that does
+ * not load: the log says why) or FERRY_ESTATE (a migration runs).
+ */
 int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params *p);
 
 /** ferry_engine_set_event_cb() - progress events; NULL to stop them. */
@@ -256,6 +322,16 @@ int ferry_engine_cancel(struct ferry_engine *eng);
 
 /** ferry_engine_get_stats() - a consistent snapshot. Thread-safe. */
 void ferry_engine_get_stats(struct ferry_engine *eng, struct ferry_stats *out);
+
+/**
+ * ferry_engine_get_worker_stats() - the data-path workers of the running
+ * migration, or of the last one once it ended.
+ * @out: room for @max entries (may be NULL when @max is 0).
+ * Thread-safe. Returns the number of workers (which may exceed @max: only
+ * @max are written); 0 when the migration used no data path.
+ */
+int ferry_engine_get_worker_stats(struct ferry_engine *eng, struct ferry_worker_stats *out,
+				  uint32_t max);
 
 /** ferry_migrate_sync() - ferry_migrate() then ferry_engine_wait(). Returns the status. */
 enum ferry_status ferry_migrate_sync(struct ferry_engine *eng, const char *uri);

@@ -66,10 +66,18 @@ void *eng_dest_thread(void *arg)
 	if (!ret) {
 		lc.vmdesc_mode = eng->conn.ends ? FERRY_VMDESC_OPTIONAL : FERRY_VMDESC_REQUIRED;
 		ret = ferry_load(eng->conn.r, eng->devs, &lc);
-		pthread_mutex_lock(&eng->lock);
-		eng->stats.transferred = ferry_reader_offset(eng->conn.r);
-		eng->stats.memcpy_bytes = ferry_reader_copied(eng->conn.r);
-		pthread_mutex_unlock(&eng->lock);
+		pthread_mutex_lock(&eng->conn_lock);
+		{
+			uint64_t lanes = eng_dp_wire_bytes(eng);
+
+			pthread_mutex_lock(&eng->lock);
+			eng->stats.transferred = ferry_reader_offset(eng->conn.r) + lanes;
+			eng->stats.memcpy_bytes = eng->ram.copied;
+			pthread_mutex_unlock(&eng->lock);
+		}
+		pthread_mutex_unlock(&eng->conn_lock);
+		/* Everything landed (or never will): the lanes and their workers go. */
+		eng_dp_stop(eng, false);
 		if (ret < 0)
 			eng_fail(eng, ret, "loading the stream failed: %s",
 				 ferry_reader_errmsg(eng->conn.r)[0]
@@ -92,6 +100,8 @@ void *eng_dest_thread(void *arg)
 		final =
 		    eng_cancelled(eng) && !timed_out ? FERRY_STATUS_CANCELLED : FERRY_STATUS_FAILED;
 	}
+	eng_dp_stop(eng, false);
+	eng_ram_release(eng);
 	eng_finish(eng, final);
 	return NULL;
 }

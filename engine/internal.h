@@ -9,6 +9,7 @@
 #include <stdint.h>
 #include <time.h>
 
+#include <ferry/datapath.h>
 #include <ferry/engine.h>
 #include <ferry/error.h>
 #include <ferry/savevm.h>
@@ -16,6 +17,7 @@
 #include <ferry_log_internal.h>
 
 #include "bitmap.h"
+#include "placement.h"
 
 #define eng_log(level, ...) ferry_log_msg(level, "engine", __VA_ARGS__)
 
@@ -70,7 +72,77 @@ struct eng_ram {
 	/* destination */
 	int recv_block;
 	bool blocks_seen;
-	uint64_t copied_base;
+	uint32_t *src_order; /* the source's block list order: our block index for each */
+	uint64_t copied;     /* page bytes copied out of the main stream's buffer */
+};
+
+/* The negotiation record: the "ferry-datapath" early-setup FULL section. */
+struct eng_dp_nego {
+	uint32_t version;		      /* FERRY_DP_VERSION */
+	uint32_t lanes;			      /* data lanes, one worker each */
+	uint32_t page_size;		      /* bytes per page in runs */
+	uint32_t flags;			      /* reserved, 0 */
+	uint8_t transport[FERRY_DP_NAME_MAX]; /* data path name, NUL padded */
+	uint8_t id[FERRY_DP_ID_LEN];	      /* the migration id lanes present */
+};
+
+/* A chunk of guest RAM a source worker owns (placement.h). */
+struct eng_chunk_ref {
+	uint32_t block; /* dp block index */
+	uint32_t chunk; /* ENG_CHUNK_PAGES pages from chunk * ENG_CHUNK_PAGES */
+};
+
+/* One data-path worker: worker i drives lane i. */
+struct eng_worker {
+	struct ferry_engine *eng;
+	uint32_t index;
+	pthread_t thread;
+	bool started;
+	bool bound;
+	/* source */
+	struct eng_chunk_ref *chunks; /* the chunks it owns, in block order */
+	uint64_t nchunks;
+	struct ferry_dp_run *runs; /* a batch being built */
+	/* relaxed atomics: the worker adds, anyone reads */
+	_Atomic uint64_t pages, zero_pages, cpu_ns;
+};
+
+/*
+ * The data path of one migration (workers.c, datapath.c). @lock protects the
+ * round state, the lane sync points and @err; @ctx is published and cleared
+ * under eng->conn_lock so that the watchdog can abort it.
+ */
+struct eng_dp {
+	bool active;
+	const struct ferry_dp_source_ops *sops;
+	const struct ferry_dp_dest_ops *dops;
+	void *ctx;
+	char *uri;		       /* where the lanes go (source) or come (destination) */
+	struct ferry_dp_block *blocks; /* in the source's block list order */
+	uint32_t nblocks;
+	uint32_t *to_eng; /* dp block index -> engine block index */
+	uint32_t lanes;
+	struct eng_dp_nego nego;
+	struct eng_placement place;
+	struct eng_worker *workers;
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	atomic_bool quit;
+	int err;
+	/* source: rounds */
+	uint64_t round;		      /* the last round dispatched */
+	bool round_open;	      /* dispatched, not yet finished by every worker */
+	uint32_t finished;	      /* workers done with @round (sent and flushed) */
+	uint64_t pace_bps;	      /* per worker, 0 = unlimited */
+	_Atomic uint64_t round_pages; /* pages handed out in the open round */
+	/* destination */
+	uint64_t *lane_round; /* the last sync point each lane reported */
+	bool *lane_ended;     /* the lane ended normally (END after its last sync) */
+	uint64_t flushes;     /* round markers read on the main stream */
+	uint64_t cpu_ms;      /* the workers' CPU time, once they ended */
+	/* after the migration: the workers' last statistics */
+	struct ferry_worker_stats *final;
+	uint32_t nfinal;
 };
 
 struct ferry_engine {
@@ -102,6 +174,8 @@ struct ferry_engine {
 	struct eng_conn conn;
 	pthread_mutex_t conn_lock; /* conn.ch shutdown from other threads */
 	struct eng_ram ram;
+	struct eng_dp dp;
+	struct eng_topology *topology; /* loaded for the data path, kept: loading is slow */
 	bool vcpus_stopped;
 	uint64_t t_start_ns, t_setup_ns, t_down_ns, t_round_ns, t_progress_ns;
 	uint64_t round_bytes_start;
@@ -138,8 +212,29 @@ int eng_next_throttle(int current, int initial, int increment, int max);
 extern const struct ferry_iter_ops eng_ram_ops;
 int eng_ram_prepare_source(struct ferry_engine *eng);
 int eng_ram_sync(struct ferry_engine *eng);
+uint64_t eng_ram_pending_pages(struct ferry_engine *eng);
 void eng_ram_release(struct ferry_engine *eng);
 bool eng_page_is_zero(const uint8_t *p);
+
+/* datapath.c: choosing, negotiating, starting and stopping the data path */
+extern const struct ferry_vmsd eng_dp_nego_vmsd;
+int eng_dp_prepare_source(struct ferry_engine *eng);
+int eng_dp_connect(struct ferry_engine *eng);
+int eng_dp_accept(struct ferry_engine *eng);
+void eng_dp_stop(struct ferry_engine *eng, bool graceful);
+void eng_dp_abort(struct ferry_engine *eng); /* conn_lock held */
+uint64_t eng_dp_wire_bytes(struct ferry_engine *eng);
+void eng_dp_refresh_stats(struct ferry_engine *eng);
+uint64_t eng_bytes_sent(struct ferry_engine *eng);
+void eng_dp_fini(struct ferry_engine *eng);
+int eng_dp_topology(struct ferry_engine *eng, char *err, size_t errlen);
+
+/* workers.c: the worker pool */
+int eng_workers_start(struct ferry_engine *eng);
+void eng_workers_stop(struct ferry_engine *eng);
+int eng_dp_round(struct ferry_engine *eng, uint64_t wait_ns);
+int eng_dp_wait_flush(struct ferry_engine *eng);
+void eng_workers_snapshot(struct ferry_engine *eng, struct ferry_worker_stats *out, uint32_t n);
 
 /* transport.c */
 int eng_conn_connect(struct ferry_engine *eng, const char *uri);
@@ -147,6 +242,7 @@ int eng_conn_listen(struct ferry_engine *eng, const char *uri);
 int eng_conn_accept(struct ferry_engine *eng);
 int eng_conn_finish(struct ferry_engine *eng);
 void eng_conn_close(struct ferry_engine *eng);
+void eng_conn_stop_listening(struct ferry_engine *eng);
 
 /* migrate.c, incoming.c */
 void *eng_source_thread(void *arg);

@@ -35,12 +35,13 @@ static void sleep_ns(uint64_t ns)
 
 static void update_transferred(struct ferry_engine *eng)
 {
-	uint64_t off = ferry_writer_offset(eng->conn.w);
+	uint64_t off = eng_bytes_sent(eng);
 	uint64_t now = eng_now_ns();
 
+	eng_dp_refresh_stats(eng);
 	pthread_mutex_lock(&eng->lock);
 	eng->stats.transferred = off;
-	eng->stats.remaining = eng->ram.pending_pages * ENG_PAGE_SIZE;
+	eng->stats.remaining = eng_ram_pending_pages(eng) * ENG_PAGE_SIZE;
 	pthread_mutex_unlock(&eng->lock);
 	if (now - eng->t_progress_ns >= PROGRESS_NS) {
 		eng->t_progress_ns = now;
@@ -58,6 +59,9 @@ static void rate_limit(struct ferry_engine *eng)
 	uint64_t sent, due_ns, elapsed;
 
 	if (!bw)
+		return;
+	/* A data path paces its own workers (workers.c); the PARTs carry no pages then. */
+	if (eng->dp.active)
 		return;
 	sent = ferry_writer_offset(eng->conn.w) - eng->round_bytes_start;
 	due_ns = sent * 1000000000ull / bw;
@@ -91,7 +95,7 @@ static int send_round(struct ferry_engine *eng)
 	struct ferry_writer *w = eng->conn.w;
 
 	eng->t_round_ns = eng_now_ns();
-	eng->round_bytes_start = ferry_writer_offset(w);
+	eng->round_bytes_start = eng_bytes_sent(eng);
 	/* With a cap, a PART carries at most 100 ms worth of bytes. */
 	eng->ram.budget_bytes = eng->params.max_bandwidth / 10;
 	for (;;) {
@@ -117,7 +121,7 @@ static int send_round(struct ferry_engine *eng)
 static int end_round(struct ferry_engine *eng, int *hot_rounds)
 {
 	uint64_t now = eng_now_ns(), elapsed = now - eng->t_round_ns;
-	uint64_t sent = ferry_writer_offset(eng->conn.w) - eng->round_bytes_start;
+	uint64_t sent = eng_bytes_sent(eng) - eng->round_bytes_start;
 	uint64_t bw, remaining, expected_ms, rounds;
 	int ret = eng_ram_sync(eng);
 
@@ -231,6 +235,9 @@ static int run_source(struct ferry_engine *eng, bool *log_started)
 		ret = ferry_save_command(w, FERRY_CMD_OPEN_RETURN_PATH, NULL, 0);
 	if (!ret)
 		ret = eng_ram_prepare_source(eng);
+	/* Data channels: placed and negotiated in setup, connected right after. */
+	if (!ret && eng->params.channels)
+		ret = eng_dp_prepare_source(eng);
 	/* Start tracking before the bulk round reads the first page. */
 	if (!ret && eng->dirty) {
 		ret = ferry_dirty_log_start(eng->dirty);
@@ -243,6 +250,8 @@ static int run_source(struct ferry_engine *eng, bool *log_started)
 		ret = ferry_save_setup(w, eng->devs);
 	if (!ret)
 		ret = ferry_writer_flush(w);
+	if (!ret && eng->dp.active)
+		ret = eng_dp_connect(eng);
 	if (ret < 0)
 		return ret;
 	pthread_mutex_lock(&eng->lock);
@@ -286,6 +295,8 @@ static int run_source(struct ferry_engine *eng, bool *log_started)
 	update_transferred(eng);
 	if (ret < 0)
 		return ret;
+	/* Every lane flushed its last round: end them normally. */
+	eng_dp_stop(eng, true);
 	if (eng->conn.has_return_path)
 		ret = wait_for_destination(eng);
 	else
@@ -339,6 +350,7 @@ void *eng_source_thread(void *arg)
 		}
 		final = cancelled ? FERRY_STATUS_CANCELLED : FERRY_STATUS_FAILED;
 	}
+	eng_dp_stop(eng, false);
 	if (log_started)
 		ferry_dirty_log_stop(eng->dirty);
 	eng_ram_release(eng);

@@ -69,6 +69,8 @@ void eng_ram_release(struct ferry_engine *eng)
 		free(eng->blocks[i].to_send);
 		eng->blocks[i].to_send = NULL;
 	}
+	free(eng->ram.src_order);
+	eng->ram.src_order = NULL;
 }
 
 /*
@@ -142,11 +144,22 @@ static int ram_setup(struct ferry_writer *w, void *opaque)
 	return ferry_writer_error(w);
 }
 
+uint64_t eng_ram_pending_pages(struct ferry_engine *eng)
+{
+	uint64_t pending = eng->ram.pending_pages;
+
+	/* A data-path round hands pages out from several threads at once. */
+	if (eng->dp.active && eng->dp.round_open) {
+		uint64_t taken = atomic_load(&eng->dp.round_pages);
+
+		pending = taken < pending ? pending - taken : 0;
+	}
+	return pending;
+}
+
 static uint64_t ram_pending(void *opaque)
 {
-	struct ferry_engine *eng = opaque;
-
-	return eng->ram.pending_pages * ENG_PAGE_SIZE;
+	return eng_ram_pending_pages(opaque) * ENG_PAGE_SIZE;
 }
 
 /* One page record; the page itself by reference. */
@@ -170,6 +183,7 @@ static void put_page(struct ferry_engine *eng, struct ferry_writer *w, uint32_t 
 	} else {
 		ferry_put_buffer_ref(w, p, ENG_PAGE_SIZE);
 		eng_stats_add(eng, &eng->stats.normal_pages, 1);
+		eng_stats_add(eng, &eng->stats.normal_bytes, ENG_PAGE_SIZE);
 	}
 }
 
@@ -216,10 +230,26 @@ static int send_pages(struct ferry_engine *eng, struct ferry_writer *w, bool unb
 	return 1;
 }
 
+/*
+ * With a data path, a PART carries no page: it waits (one slice at most) for
+ * the workers to finish the round, and once every lane flushed, marks the
+ * round's end with MULTIFD_FLUSH before EOS. Returns as send_pages().
+ */
+static int dp_pages(struct ferry_engine *eng, struct ferry_writer *w, bool unbounded)
+{
+	int ret = eng_dp_round(eng, unbounded ? 0 : eng->ram.slice_ns);
+
+	if (ret == 1) {
+		eng->ram.pending_pages = 0;
+		ferry_put_be64(w, RAM_FLAG_MULTIFD_FLUSH);
+	}
+	return ret;
+}
+
 static int ram_iterate(struct ferry_writer *w, void *opaque)
 {
 	struct ferry_engine *eng = opaque;
-	int ret = send_pages(eng, w, false);
+	int ret = eng->dp.active ? dp_pages(eng, w, false) : send_pages(eng, w, false);
 
 	if (ret < 0)
 		return ret;
@@ -230,7 +260,7 @@ static int ram_iterate(struct ferry_writer *w, void *opaque)
 static int ram_complete(struct ferry_writer *w, void *opaque)
 {
 	struct ferry_engine *eng = opaque;
-	int ret = send_pages(eng, w, true);
+	int ret = eng->dp.active ? dp_pages(eng, w, true) : send_pages(eng, w, true);
 
 	if (ret < 0)
 		return ret;
@@ -253,6 +283,10 @@ static int load_block_list(struct ferry_engine *eng, struct ferry_reader *r, uin
 	uint64_t sum = 0;
 	uint32_t seen = 0;
 
+	free(eng->ram.src_order);
+	eng->ram.src_order = calloc(eng->nblocks, sizeof(*eng->ram.src_order));
+	if (!eng->ram.src_order)
+		return ferry_reader_fail(r, -ENOMEM, "out of memory");
 	if (total != eng->total_ram)
 		return ferry_reader_fail(r, FERRY_EMISMATCH,
 					 "guest RAM of %" PRIu64 " bytes, this side has %" PRIu64,
@@ -276,9 +310,14 @@ static int load_block_list(struct ferry_engine *eng, struct ferry_reader *r, uin
 						 " here",
 						 name, len, eng->blocks[bi].length);
 		/* Every block once: a repeat could make the sum reach the total early. */
-		if (++seen > eng->nblocks)
+		for (uint32_t i = 0; i < seen; i++)
+			if (eng->ram.src_order[i] == (uint32_t)bi)
+				return ferry_reader_fail(r, FERRY_EBADSTREAM,
+							 "RAM block '%s' listed twice", name);
+		if (seen == eng->nblocks)
 			return ferry_reader_fail(r, FERRY_EBADSTREAM, "RAM block '%s' listed twice",
 						 name);
+		eng->ram.src_order[seen++] = (uint32_t)bi;
 		sum += len;
 	}
 	if (sum != total || seen != eng->nblocks)
@@ -300,7 +339,11 @@ static int ram_load(struct ferry_reader *r, void *opaque, int version_id, enum f
 	if (type == FERRY_VM_SECTION_START) {
 		ram->recv_block = -1;
 		ram->blocks_seen = false;
+		ram->copied = 0;
 		eng_set_status(eng, FERRY_STATUS_ACTIVE);
+	} else {
+		/* Setup is over: a data path would have been negotiated by now. */
+		eng_conn_stop_listening(eng);
 	}
 	for (;;) {
 		uint64_t word = ferry_get_be64(r);
@@ -313,8 +356,18 @@ static int ram_load(struct ferry_reader *r, void *opaque, int version_id, enum f
 			return ferry_reader_error(r);
 		if (kind == RAM_FLAG_EOS)
 			return 0;
-		if (kind == RAM_FLAG_MULTIFD_FLUSH)
+		if (kind == RAM_FLAG_MULTIFD_FLUSH) {
+			/* A round's end: with a data path, every lane must have landed it. */
+			if (eng->dp.active) {
+				int ret = eng_dp_wait_flush(eng);
+
+				if (ret < 0)
+					return ferry_reader_fail(r, ret,
+								 "waiting for the data "
+								 "connections at a round's end");
+			}
 			continue;
+		}
 		if (kind == RAM_FLAG_MEM_SIZE) {
 			int ret;
 
@@ -370,8 +423,12 @@ static int ram_load(struct ferry_reader *r, void *opaque, int version_id, enum f
 				memset(p, 0, ENG_PAGE_SIZE);
 			eng_stats_add(eng, &eng->stats.zero_pages, 1);
 		} else {
+			uint64_t copied = ferry_reader_copied(r);
+
 			if (ferry_get_buffer(r, b->host + addr, ENG_PAGE_SIZE) < 0)
 				return ferry_reader_error(r);
+			/* Bytes that came through the read-ahead buffer were copied once. */
+			ram->copied += ferry_reader_copied(r) - copied;
 			eng_stats_add(eng, &eng->stats.normal_pages, 1);
 			eng_stats_add(eng, &eng->stats.normal_bytes, ENG_PAGE_SIZE);
 		}

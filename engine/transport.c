@@ -6,6 +6,10 @@
  * rdma:host:port: until the RDMA data path is built in, the engine falls back
  * to TCP to the same host and port and says so (the fallback the design asks
  * for when RDMA cannot be set up).
+ *
+ * A tcp: or unix: destination keeps listening after the main stream arrived,
+ * until the setup phase is over: the data connections of a multi-channel
+ * migration come to the same address (datapath.c).
  */
 #include <errno.h>
 #include <stdio.h>
@@ -125,10 +129,9 @@ int eng_conn_accept(struct ferry_engine *eng)
 			eng_fail(eng, ret, "no incoming connection: %s", ferry_strerror(ret));
 			return ret;
 		}
+		/* The listener stays open through setup: data connections come to it too. */
 		pthread_mutex_lock(&eng->conn_lock);
 		c->ch = ch;
-		ferry_listener_destroy(eng->listener);
-		eng->listener = NULL;
 		pthread_mutex_unlock(&eng->conn_lock);
 		if (eng_cancelled(eng))
 			return FERRY_ECANCELED;
@@ -139,6 +142,21 @@ int eng_conn_accept(struct ferry_engine *eng)
 	if (ret < 0)
 		eng_fail(eng, ret, "cannot set up the stream: %s", ferry_strerror(ret));
 	return ret;
+}
+
+/*
+ * Stop accepting connections: once the data connections are in, or once the
+ * setup phase ended without any. Migration thread.
+ */
+void eng_conn_stop_listening(struct ferry_engine *eng)
+{
+	struct ferry_listener *l;
+
+	pthread_mutex_lock(&eng->conn_lock);
+	l = eng->listener;
+	eng->listener = NULL;
+	pthread_mutex_unlock(&eng->conn_lock);
+	ferry_listener_destroy(l);
 }
 
 /* A stream without a return path is done when it is all written and closed cleanly. */

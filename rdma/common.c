@@ -52,7 +52,7 @@ uint32_t rdm_pow2(uint32_t v)
 	return p;
 }
 
-static int vlog_err(int err, const char *fmt, va_list ap)
+__attribute__((format(printf, 2, 0))) static int vlog_err(int err, const char *fmt, va_list ap)
 {
 	char what[256];
 
@@ -206,12 +206,13 @@ void rdm_sockaddr_str(const struct sockaddr *sa, char *buf, size_t len)
 	char ip[INET6_ADDRSTRLEN] = "?";
 
 	if (sa->sa_family == AF_INET) {
-		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+		/* A sockaddr of family AF_INET is a sockaddr_in (the kernel's own contract). */
+		const struct sockaddr_in *in = (const struct sockaddr_in *)(const void *)sa;
 
 		inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
 		snprintf(buf, len, "%s:%u", ip, ntohs(in->sin_port));
 	} else if (sa->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)(const void *)sa;
 
 		inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
 		snprintf(buf, len, "[%s]:%u", ip, ntohs(in6->sin6_port));

@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <ferry/engine.h>
@@ -106,9 +107,12 @@ static void on_event(void *opaque, enum ferry_event_type type, const struct ferr
 		json_t *j = cli_stats_json(st);
 
 		json_object_set_new(j, "event", json_string(names[type <= 3 ? type : 0]));
+		/* One line at a time: the main thread prints "listening" meanwhile. */
+		flockfile(stdout);
 		json_dumpf(j, stdout, JSON_COMPACT);
 		fputc('\n', stdout);
 		fflush(stdout);
+		funlockfile(stdout);
 		json_decref(j);
 	}
 	if (!p->tty)
@@ -147,10 +151,59 @@ json_t *cli_stats_json(const struct ferry_stats *st)
 	json_object_set_new(o, "rounds", json_integer((json_int_t)st->rounds));
 	json_object_set_new(o, "normal_pages", json_integer((json_int_t)st->normal_pages));
 	json_object_set_new(o, "zero_pages", json_integer((json_int_t)st->zero_pages));
+	json_object_set_new(o, "normal_bytes", json_integer((json_int_t)st->normal_bytes));
 	json_object_set_new(o, "memcpy_bytes", json_integer((json_int_t)st->memcpy_bytes));
 	json_object_set_new(o, "throttle_pct", json_integer(st->throttle_pct));
 	json_object_set_new(o, "cpu_ms", json_integer((json_int_t)st->cpu_ms));
+	json_object_set_new(o, "channels", json_integer(st->channels));
+	json_object_set_new(o, "syscalls", json_integer((json_int_t)st->syscalls));
+	/* The ratios the data path is judged by (docs/data-path.md). */
+	if (st->normal_bytes) {
+		json_object_set_new(o, "memcpy_per_byte",
+				    json_real((double)st->memcpy_bytes / (double)st->normal_bytes));
+		json_object_set_new(
+		    o, "syscalls_per_mib",
+		    json_real((double)st->syscalls * 1048576.0 / (double)st->normal_bytes));
+	}
 	return o;
+}
+
+/* The data-path workers as a JSON array (empty without a data path). */
+static json_t *workers_json(struct ferry_engine *eng)
+{
+	struct ferry_worker_stats ws[FERRY_MAX_CHANNELS];
+	int n = ferry_engine_get_worker_stats(eng, ws, FERRY_MAX_CHANNELS);
+	json_t *a = json_array();
+
+	for (int i = 0; i < n && i < FERRY_MAX_CHANNELS; i++) {
+		json_t *o = json_object();
+
+		json_object_set_new(o, "index", json_integer(ws[i].index));
+		json_object_set_new(o, "numa_node", json_integer(ws[i].numa_node));
+		json_object_set_new(o, "cpus", json_string(ws[i].cpus));
+		json_object_set_new(o, "bound", json_boolean(ws[i].bound));
+		json_object_set_new(o, "ram_bytes", json_integer((json_int_t)ws[i].ram_bytes));
+		json_object_set_new(o, "pages", json_integer((json_int_t)ws[i].pages));
+		json_object_set_new(o, "zero_pages", json_integer((json_int_t)ws[i].zero_pages));
+		json_object_set_new(o, "bytes", json_integer((json_int_t)ws[i].bytes));
+		json_object_set_new(o, "wire_bytes", json_integer((json_int_t)ws[i].wire_bytes));
+		json_object_set_new(o, "packets", json_integer((json_int_t)ws[i].packets));
+		json_object_set_new(o, "syscalls", json_integer((json_int_t)ws[i].syscalls));
+		json_object_set_new(o, "cpu_s", json_real((double)ws[i].cpu_ns / 1e9));
+		json_array_append_new(a, o);
+	}
+	return a;
+}
+
+/* CPU seconds this process used (user + system), for the cost of a migration. */
+static double cpu_seconds(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) < 0)
+		return 0;
+	return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+	       (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
 }
 
 static void print_summary(const char *side, const struct ferry_stats *st, const char *verify)
@@ -175,6 +228,7 @@ struct opts {
 	struct bench_guest_attr g;
 	struct ferry_params p;
 	bool json, quiet, events;
+	bool non_live; /* send: no dirty log, no vCPUs: a stopped guest */
 	const char *uri;
 };
 
@@ -194,6 +248,10 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 	    {"json", no_argument, NULL, 'j'},
 	    {"events", no_argument, NULL, 'e'},
 	    {"quiet", no_argument, NULL, 'q'},
+	    {"channels", required_argument, NULL, 'C'},
+	    {"zerocopy", no_argument, NULL, 'Z'},
+	    {"topology", required_argument, NULL, 'T'},
+	    {"non-live", no_argument, NULL, 'N'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -251,6 +309,24 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 		case 'q':
 			o->quiet = true;
 			break;
+		case 'C': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (*end || end == optarg || n > FERRY_MAX_CHANNELS)
+				goto bad;
+			o->p.channels = (uint32_t)n;
+			break;
+		}
+		case 'Z':
+			o->p.zerocopy = true;
+			break;
+		case 'T':
+			o->p.numa_topology = optarg;
+			break;
+		case 'N':
+			o->non_live = true;
+			break;
 		case 'e':
 			o->events =
 			    true; /* JSON lines of every event on stdout, for `ferry demo` */
@@ -278,13 +354,21 @@ static const char send_usage[] =
     "usage: ferry send URI [--ram SIZE] [--vcpus N] [--dirty-rate RATE] [--pattern P]\n"
     "                      [--downtime-limit MS] [--max-bandwidth RATE] [--auto-converge]\n"
     "                      [--timeout MS] [--huge] [--seed N] [--json] [--quiet]\n"
+    "                      [--channels N] [--zerocopy] [--topology T] [--non-live]\n"
     "Migrate a synthetic guest (RAM SIZE, N vCPUs dirtying RATE bytes/s in pattern\n"
-    "ab|uniform|hot|sequential) to URI: tcp:HOST:PORT, unix:PATH, file:PATH, exec:CMD, fd:N.\n";
+    "ab|uniform|hot|sequential) to URI: tcp:HOST:PORT, unix:PATH, file:PATH, exec:CMD, fd:N.\n"
+    "--channels N moves the pages over N data connections beside the main stream (tcp:,\n"
+    "unix:), one NUMA-placed worker each; --zerocopy sends them with MSG_ZEROCOPY;\n"
+    "--topology synthetic:DESC|xml:PATH places the workers on a described topology;\n"
+    "--non-live migrates a stopped guest (no vCPUs, no dirty log). See docs/data-path.md.\n";
 
 static const char listen_usage[] =
     "usage: ferry listen URI [--ram SIZE] [--pattern P] [--seed N] [--timeout MS] [--json]\n"
+    "                        [--huge] [--topology T]\n"
     "Receive a synthetic guest from `ferry send` (same --ram, --pattern and --seed) and\n"
-    "verify it: the A-B check, every page's contents and every device field.\n";
+    "verify it: the A-B check, every page's contents and every device field. The RAM is\n"
+    "populated before the source connects (--huge: with transparent huge pages); data\n"
+    "connections are accepted as the source asks (`ferry send --channels N`).\n";
 
 int ferry_cmd_send(int argc, char **argv)
 {
@@ -293,6 +377,7 @@ int ferry_cmd_send(int argc, char **argv)
 	struct bench_guest *g = NULL;
 	struct ferry_stats st;
 	struct progress prog;
+	double cpu0, cpu1;
 	int ret = parse_common(argc, argv, &o, true);
 
 	if (ret) {
@@ -301,11 +386,16 @@ int ferry_cmd_send(int argc, char **argv)
 	}
 	prog.tty = !o.quiet && !o.json && isatty(STDERR_FILENO);
 	prog.events = o.events;
+	if (o.non_live)
+		o.g.vcpus = 0;
 	ret = ferry_engine_create(&eng);
 	if (!ret)
 		ret = bench_guest_create(&o.g, &g);
 	if (!ret)
 		ret = bench_guest_attach_source(g, eng);
+	/* A stopped guest needs no dirty log: one pass over RAM is everything. */
+	if (!ret && o.non_live)
+		ret = ferry_engine_set_dirty_log(eng, NULL);
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &o.p);
 	if (!ret)
@@ -316,16 +406,23 @@ int ferry_cmd_send(int argc, char **argv)
 		goto out;
 	}
 	if (!o.quiet && !o.json)
-		fprintf(stderr, "ferry send: %.0f MiB guest, %u vCPUs, dirty log %s, to %s\n",
-			mib(o.g.ram_bytes), o.g.vcpus, bench_guest_dirty_kind(g), o.uri);
+		fprintf(stderr, "ferry send: %.0f MiB guest, %u vCPUs, dirty log %s, to %s%s\n",
+			mib(o.g.ram_bytes), o.g.vcpus,
+			o.non_live ? "none (non-live)" : bench_guest_dirty_kind(g), o.uri,
+			o.p.channels ? " with data channels" : "");
+	cpu0 = cpu_seconds();
 	ferry_migrate_sync(eng, o.uri);
+	cpu1 = cpu_seconds();
 	ferry_engine_get_stats(eng, &st);
 	if (o.json) {
 		json_t *j = cli_stats_json(&st);
 
 		json_object_set_new(j, "side", json_string("source"));
 		json_object_set_new(j, "event", json_string("done"));
-		json_object_set_new(j, "dirty_log", json_string(bench_guest_dirty_kind(g)));
+		json_object_set_new(j, "dirty_log",
+				    json_string(o.non_live ? "none" : bench_guest_dirty_kind(g)));
+		json_object_set_new(j, "cpu_s", json_real(cpu1 - cpu0));
+		json_object_set_new(j, "workers", workers_json(eng));
 		json_dumpf(j, stdout, JSON_COMPACT);
 		fputc('\n', stdout);
 		json_decref(j);
@@ -348,6 +445,7 @@ int ferry_cmd_listen(int argc, char **argv)
 	char why[1024] = "";
 	uint64_t bad = 0;
 	struct progress prog;
+	double cpu0 = 0, cpu1 = 0;
 	int ret = parse_common(argc, argv, &o, false);
 
 	if (ret) {
@@ -375,6 +473,8 @@ int ferry_cmd_listen(int argc, char **argv)
 		ret = ferry_engine_set_params(eng, &o.p);
 	if (!ret)
 		ret = ferry_engine_set_event_cb(eng, on_event, &prog);
+	/* The cost of the migration alone: the RAM was populated above. */
+	cpu0 = cpu_seconds();
 	if (!ret)
 		ret = ferry_incoming(eng, o.uri, NULL, NULL);
 	if (ret < 0) {
@@ -393,6 +493,7 @@ int ferry_cmd_listen(int argc, char **argv)
 			fprintf(stderr, "ferry listen: reading %s\n", o.uri);
 	}
 	ferry_engine_wait(eng);
+	cpu1 = cpu_seconds();
 	ferry_engine_get_stats(eng, &st);
 	if (st.status == FERRY_STATUS_COMPLETED)
 		bad = bench_guest_verify(g, &o.g, why, sizeof(why));
@@ -401,6 +502,8 @@ int ferry_cmd_listen(int argc, char **argv)
 
 		json_object_set_new(j, "side", json_string("destination"));
 		json_object_set_new(j, "event", json_string("done"));
+		json_object_set_new(j, "cpu_s", json_real(cpu1 - cpu0));
+		json_object_set_new(j, "workers", workers_json(eng));
 		json_object_set_new(j, "verified",
 				    json_boolean(st.status == FERRY_STATUS_COMPLETED && bad == 0));
 		if (bad)

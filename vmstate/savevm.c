@@ -35,6 +35,8 @@ struct ferry_devices {
 	uint32_t next_section_id;
 	/* indices into devs, highest priority first, registration order within one */
 	size_t *order;
+	/* vmdesc entries of the early-setup FULL sections the last setup wrote */
+	json_t *early;
 };
 
 /* ---- registry ------------------------------------------------------------------------ */
@@ -55,6 +57,7 @@ void ferry_devices_destroy(struct ferry_devices *devs)
 		return;
 	free(devs->devs);
 	free(devs->order);
+	json_decref(devs->early);
 	free(devs);
 }
 
@@ -303,12 +306,30 @@ int ferry_save_command(struct ferry_writer *w, uint16_t cmd, const void *data, u
 	return ferry_writer_error(w);
 }
 
+static int save_full(struct ferry_writer *w, struct dev *d, json_t *devices);
+
+static bool is_early(const struct dev *d)
+{
+	return d->kind == DEV_VMSD && d->vmsd->early_setup;
+}
+
 int ferry_save_setup(struct ferry_writer *w, struct ferry_devices *devs)
 {
+	json_decref(devs->early);
+	devs->early = json_array();
+	if (!devs->early)
+		return -ENOMEM;
 	for (size_t k = 0; k < devs->n; k++) {
 		struct dev *d = &devs->devs[devs->order[k]];
 		int ret;
 
+		/* Early-setup devices go here, in handler order, as QEMU 8.0+ sends them. */
+		if (is_early(d)) {
+			ret = save_full(w, d, devs->early);
+			if (ret < 0)
+				return ret;
+			continue;
+		}
 		if (d->kind != DEV_ITER)
 			continue;
 		put_section_header(w, FERRY_VM_SECTION_START, d, d->iter->version_id);
@@ -437,6 +458,10 @@ int ferry_save_complete(struct ferry_writer *w, struct ferry_devices *devs,
 	json_t *devices = cfg->send_vmdesc ? json_array() : NULL;
 	int ret = 0;
 
+	/* The vmdesc lists FULL sections in stream order: the early ones first. */
+	if (devices && devs->early && json_array_extend(devices, devs->early) < 0)
+		ret = -ENOMEM;
+
 	for (size_t k = 0; k < devs->n && !ret; k++) {
 		struct dev *d = &devs->devs[devs->order[k]];
 
@@ -456,7 +481,7 @@ int ferry_save_complete(struct ferry_writer *w, struct ferry_devices *devs,
 	for (size_t k = 0; k < devs->n && !ret; k++) {
 		struct dev *d = &devs->devs[devs->order[k]];
 
-		if (d->kind != DEV_ITER)
+		if (d->kind != DEV_ITER && !is_early(d))
 			ret = save_full(w, d, devices);
 	}
 	if (!ret) {

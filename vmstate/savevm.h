@@ -5,7 +5,8 @@
  *
  * A source writes, in order:
  *   ferry_save_begin()      magic, version, configuration, optional commands
- *   ferry_save_setup()      START section of every iterative handler (RAM)
+ *   ferry_save_setup()      START section of every iterative handler (RAM),
+ *                           and the FULL sections of early-setup devices
  *   ferry_save_iterate()    one PART per iterative handler, as often as needed
  *   ferry_save_complete()   END of every iterative handler, FULL sections of
  *                           the devices in priority order, EOF, vmdesc JSON
@@ -173,7 +174,11 @@ int ferry_save_begin(struct ferry_writer *w, const struct ferry_stream_config *c
 /** ferry_save_command() - one COMMAND record (@len <= 65535). Returns 0 or an error. */
 int ferry_save_command(struct ferry_writer *w, uint16_t cmd, const void *data, uint16_t len);
 
-/** ferry_save_setup() - a START section for every iterative handler, in priority order. */
+/**
+ * ferry_save_setup() - a START section for every iterative handler and a FULL
+ * section for every early-setup device (ferry_vmsd.early_setup), in priority
+ * order. The early sections' vmdesc entries are kept for ferry_save_complete().
+ */
 int ferry_save_setup(struct ferry_writer *w, struct ferry_devices *devs);
 
 /**

@@ -128,6 +128,11 @@ enum ferry_vms_priority {
  *                      stream's; 0 or -errno (the load fails)
  * @fields:             table ended by FERRY_VMS_END()
  * @subsections:        NULL-terminated list, or NULL
+ * @early_setup:        top-level devices only: send the FULL section in the
+ *                      setup phase, right after the START sections of the
+ *                      iterative handlers before it in priority order, rather
+ *                      than after RAM (QEMU's early_setup, FORMAT.md §3); it
+ *                      is listed first in the vmdesc, in stream order
  *
  * Hooks take the device pointer given at registration (for nested structs,
  * the nested struct's address).
@@ -144,6 +149,7 @@ struct ferry_vmsd {
 	int (*post_load)(void *opaque, int version_id);
 	const struct ferry_vms_field *fields;
 	const struct ferry_vmsd *const *subsections;
+	bool early_setup;
 };
 
 /* ---- compile-time checks ------------------------------------------------------ */

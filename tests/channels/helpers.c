@@ -64,7 +64,7 @@ uint8_t *ct_ram_new(size_t pages, uint64_t seed)
 	uint8_t *ram = ct_map(pages);
 
 	for (size_t i = 0; i < pages; i++)
-		ct_fill_page((uint64_t *)(ram + i * CT_PAGE), i, seed);
+		ct_fill_page((uint64_t *)(void *)(ram + i * CT_PAGE), i, seed);
 	return ram;
 }
 

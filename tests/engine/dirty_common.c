@@ -112,7 +112,7 @@ static void *race_writer(void *arg)
 		uint64_t p = slot * 2 + wa->id;
 		uint64_t s = atomic_fetch_add(&st->seq, 1) + 1;
 		uint64_t words = c->page_size / 8;
-		volatile uint64_t *page = (volatile uint64_t *)(c->mem + p * c->page_size);
+		volatile uint64_t *page = (volatile uint64_t *)(void *)(c->mem + p * c->page_size);
 		size_t off = (size_t)(1 + s % (words - 1));
 
 		page[off] = s;

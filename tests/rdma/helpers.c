@@ -49,7 +49,7 @@ static bool ipv4_of(const char *netdev, char *buf, size_t len)
 		if (!i->ifa_addr || i->ifa_addr->sa_family != AF_INET ||
 		    strcmp(i->ifa_name, netdev))
 			continue;
-		inet_ntop(AF_INET, &((struct sockaddr_in *)i->ifa_addr)->sin_addr, buf,
+		inet_ntop(AF_INET, &((struct sockaddr_in *)(void *)i->ifa_addr)->sin_addr, buf,
 			  (socklen_t)len);
 		found = true;
 	}

@@ -78,11 +78,8 @@
 	0x7e, 0x00, 0x00, 0x00, ID_LOW
 /* clang-format on */
 
-static const uint8_t part_hdr[] = {HDR_BYTES}, part_conf[] = {CONF_BYTES},
-		     part_start[] = {START_BYTES}, part_part[] = {PART_BYTES},
-		     part_end[] = {END_BYTES}, part_apic[] = {APIC_BYTES},
-		     part_legacy[] = {LEGACY_BYTES}, part_outer[] = {OUTER_BYTES},
-		     part_low[] = {LOW_BYTES};
+/* The size of each part (compound literals: only their sizes are used). */
+#define PART_SIZE(bytes) sizeof((const uint8_t[]){bytes})
 
 /* The whole stream, send_vmdesc=false. FULL sections: APIC (6) first, then the
  * two priority-2 devices in registration order (legacy-dev before outer), then LOW. */
@@ -92,15 +89,15 @@ static const uint8_t golden[] = {
 };
 
 /* Where each part begins in golden[]. */
-#define OFF_CONF   (sizeof(part_hdr))
-#define OFF_START  (OFF_CONF + sizeof(part_conf))
-#define OFF_PART   (OFF_START + sizeof(part_start))
-#define OFF_END	   (OFF_PART + sizeof(part_part))
-#define OFF_APIC   (OFF_END + sizeof(part_end))
-#define OFF_LEGACY (OFF_APIC + sizeof(part_apic))
-#define OFF_OUTER  (OFF_LEGACY + sizeof(part_legacy))
-#define OFF_LOW	   (OFF_OUTER + sizeof(part_outer))
-#define OFF_EOF	   (OFF_LOW + sizeof(part_low))
+#define OFF_CONF   (PART_SIZE(HDR_BYTES))
+#define OFF_START  (OFF_CONF + PART_SIZE(CONF_BYTES))
+#define OFF_PART   (OFF_START + PART_SIZE(START_BYTES))
+#define OFF_END	   (OFF_PART + PART_SIZE(PART_BYTES))
+#define OFF_APIC   (OFF_END + PART_SIZE(END_BYTES))
+#define OFF_LEGACY (OFF_APIC + PART_SIZE(APIC_BYTES))
+#define OFF_OUTER  (OFF_LEGACY + PART_SIZE(LEGACY_BYTES))
+#define OFF_LOW	   (OFF_OUTER + PART_SIZE(OUTER_BYTES))
+#define OFF_EOF	   (OFF_LOW + PART_SIZE(LOW_BYTES))
 
 static const struct ferry_stream_config test_cfg = {.machine = "ferry-test", .page_size = 4096};
 
@@ -453,7 +450,7 @@ Test(vmstate_sections, vmdesc_trailer)
 	cr_assert_eq(json_integer_value(json_object_get(j, "page_size")), 4096);
 	const json_t *conf = json_object_get(j, "configuration");
 	cr_assert_str_eq(json_string_value(json_object_get(conf, "vmsd_name")), "configuration");
-	cr_assert_eq(td_desc_payload(conf), sizeof(part_conf) - 1,
+	cr_assert_eq(td_desc_payload(conf), PART_SIZE(CONF_BYTES) - 1,
 		     "configuration described as %llu bytes",
 		     (unsigned long long)td_desc_payload(conf));
 
@@ -1118,7 +1115,7 @@ Test(vmstate_versions, part_for_unknown_section_id)
 Test(vmstate_versions, footer_missing_or_mismatched)
 {
 	char msg[1024];
-	const size_t apic_footer = OFF_APIC + sizeof(part_apic) - 5;
+	const size_t apic_footer = OFF_APIC + PART_SIZE(APIC_BYTES) - 5;
 	cr_assert_eq(golden[apic_footer], 0x7e);
 
 	/* wrong id in the footer */
@@ -1134,7 +1131,7 @@ Test(vmstate_versions, footer_missing_or_mismatched)
 	td_expect_errmsg(msg, apic_footer, apic_footer + 1, "'apic'", NULL, NULL);
 
 	/* footer missing: the last section's footer removed, EOF follows the payload */
-	const size_t low_footer = OFF_LOW + sizeof(part_low) - 5;
+	const size_t low_footer = OFF_LOW + PART_SIZE(LOW_BYTES) - 5;
 	ret = load_golden_edit(low_footer, 5, NULL, 0, msg);
 	cr_assert_eq(ret, FERRY_EFOOTER, "%d (%s): %s", ret, ferry_err_name(ret), msg);
 	td_expect_errmsg(msg, low_footer, low_footer + 1, "'low-dev'", NULL, NULL);
@@ -1146,7 +1143,7 @@ Test(vmstate_versions, footer_missing_or_mismatched)
 	td_expect_errmsg(msg, apic_footer, apic_footer + 1, "'apic'", NULL, NULL);
 
 	/* the iterative handler's footer, too */
-	const size_t start_footer = OFF_START + sizeof(part_start) - 5;
+	const size_t start_footer = OFF_START + PART_SIZE(START_BYTES) - 5;
 	ret = load_golden_edit(start_footer + 4, 1, (const uint8_t[]){0x01}, 1, msg);
 	cr_assert_eq(ret, FERRY_EFOOTER, "%d (%s): %s", ret, ferry_err_name(ret), msg);
 	td_expect_errmsg(msg, start_footer, start_footer + 5, "'blob'", NULL, NULL);

@@ -1,0 +1,756 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Migrations over the multi-channel data path (docs/data-path.md): the
+ * synthetic guest between two engines in this process, over real loopback
+ * sockets, with 1 to 8 data connections. Every successful case ends with the
+ * A-B check and a page-by-page comparison. The fault cases put a forwarding
+ * proxy between the two sides that drops, corrupts or adds connections.
+ */
+#include <arpa/inet.h>
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <jansson.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <ferry/engine.h>
+#include <ferry/error.h>
+#include <ferry/inspect.h>
+#include <ferry/log.h>
+
+#include "bench/guest.h"
+
+struct side {
+	struct ferry_engine *eng;
+	struct bench_guest *guest;
+};
+
+static void make_side(struct side *s, const struct bench_guest_attr *attr, bool source)
+{
+	struct bench_guest_attr a = *attr;
+
+	cr_assert_eq(ferry_engine_create(&s->eng), 0);
+	if (!source) {
+		/* The destination starts from other RAM and devices: everything must arrive.
+		 * (Its vCPU count only shapes the A-B check: attach_dest starts none.) */
+		a.fill_seed = attr->fill_seed ? attr->fill_seed + 1000 : 7;
+	}
+	cr_assert_eq(bench_guest_create(&a, &s->guest), 0);
+	if (source) {
+		cr_assert_eq(bench_guest_attach_source(s->guest, s->eng), 0);
+	} else {
+		bench_devices_fill(bench_guest_devices(s->guest), 0xdead);
+		cr_assert_eq(bench_guest_attach_dest(s->guest, s->eng), 0);
+	}
+}
+
+static void free_side(struct side *s)
+{
+	ferry_engine_destroy(s->eng);
+	bench_guest_destroy(s->guest);
+}
+
+static void set_channels(struct side *s, uint32_t channels, const struct ferry_params *base)
+{
+	struct ferry_params p = base ? *base : (struct ferry_params){0};
+
+	p.channels = channels;
+	cr_assert_eq(ferry_engine_set_params(s->eng, &p), 0);
+}
+
+static void expect_consistent(struct side *src, struct side *dst)
+{
+	char why[512];
+	uint64_t bad;
+
+	cr_assert_eq(bench_guest_compare(src->guest, dst->guest, why, sizeof(why)), 0, "%s", why);
+	bad = bench_guest_check_ab(dst->guest, why, sizeof(why));
+	cr_assert_eq(bad, 0, "A-B check: %lu bad pages: %s", (unsigned long)bad, why);
+}
+
+static void expect_status(struct ferry_engine *eng, enum ferry_status want, const char *who)
+{
+	struct ferry_stats st;
+
+	ferry_engine_get_stats(eng, &st);
+	cr_assert_eq(st.status, want, "%s: status %s, expected %s (%s)", who,
+		     ferry_status_name(st.status), ferry_status_name(want), st.error_msg);
+}
+
+/* Start the destination on @dst_uri, then the source on @src_uri (":PORT" completed). */
+static void start_pair(struct side *src, struct side *dst, const char *src_uri, const char *dst_uri,
+		       int port_override)
+{
+	char uri[256];
+	size_t n = strlen(src_uri);
+
+	cr_assert_eq(ferry_incoming(dst->eng, dst_uri, NULL, NULL), 0);
+	if (n > 5 && strcmp(src_uri + n - 5, ":PORT") == 0)
+		snprintf(uri, sizeof(uri), "%.*s:%d", (int)(n - 5), src_uri,
+			 port_override ? port_override : ferry_engine_listen_port(dst->eng));
+	else
+		snprintf(uri, sizeof(uri), "%s", src_uri);
+	cr_assert_eq(ferry_migrate(src->eng, uri, NULL, NULL), 0);
+}
+
+static void migrate_pair(struct side *src, struct side *dst, const char *src_uri,
+			 const char *dst_uri)
+{
+	start_pair(src, dst, src_uri, dst_uri, 0);
+	ferry_engine_wait(src->eng);
+	ferry_engine_wait(dst->eng);
+	expect_status(src->eng, FERRY_STATUS_COMPLETED, "source");
+	expect_status(dst->eng, FERRY_STATUS_COMPLETED, "destination");
+}
+
+static const struct bench_guest_attr small_live = {
+    .ram_bytes = 64u << 20,
+    .vcpus = 2,
+    .dirty_rate = 20u << 20,
+    .pattern = BENCH_PATTERN_AB,
+    .fill_seed = 42,
+};
+
+/* What every data-path migration must show in its statistics, on both sides. */
+static void expect_datapath_stats(struct side *s, uint32_t channels, const char *who)
+{
+	struct ferry_stats st;
+	struct ferry_worker_stats ws[FERRY_MAX_CHANNELS];
+	uint64_t pages = 0, zero = 0, bytes = 0, ram = 0;
+	int n;
+
+	ferry_engine_get_stats(s->eng, &st);
+	cr_assert_str_eq(st.transport, "tcp-multi", "%s", who);
+	cr_assert_eq(st.channels, channels, "%s", who);
+	/* Zero copy on this path: not one page byte through a user-space copy. */
+	cr_assert_eq(st.memcpy_bytes, 0, "%s: %lu bytes copied", who,
+		     (unsigned long)st.memcpy_bytes);
+	cr_assert_gt(st.normal_bytes, 0, "%s", who);
+	cr_assert_gt(st.syscalls, 0, "%s", who);
+	/* A few syscalls per MiB, not one per page. */
+	cr_assert_lt(st.syscalls / (st.normal_bytes >> 20 ? st.normal_bytes >> 20 : 1), 64,
+		     "%s: %lu syscalls for %lu MiB", who, (unsigned long)st.syscalls,
+		     (unsigned long)(st.normal_bytes >> 20));
+	n = ferry_engine_get_worker_stats(s->eng, ws, FERRY_MAX_CHANNELS);
+	cr_assert_eq(n, (int)channels, "%s: %d workers", who, n);
+	for (int i = 0; i < n; i++) {
+		cr_assert_eq(ws[i].index, (uint32_t)i);
+		cr_assert_gt(ws[i].ram_bytes, 0, "%s: worker %d owns no RAM", who, i);
+		cr_assert_eq(ws[i].bytes, ws[i].pages * 4096);
+		cr_assert_geq(ws[i].wire_bytes, ws[i].bytes);
+		cr_assert_gt(ws[i].packets, 0, "%s: worker %d sent nothing", who, i);
+		cr_assert_gt(ws[i].sync_round, 0, "%s: worker %d never synced", who, i);
+		pages += ws[i].pages;
+		zero += ws[i].zero_pages;
+		bytes += ws[i].bytes;
+		ram += ws[i].ram_bytes;
+	}
+	cr_assert_eq(ram, st.total_ram, "%s: the workers own %lu of %lu bytes", who,
+		     (unsigned long)ram, (unsigned long)st.total_ram);
+	cr_assert_eq(pages, st.normal_pages, "%s", who);
+	cr_assert_eq(zero, st.zero_pages, "%s", who);
+	cr_assert_eq(bytes, st.normal_bytes, "%s", who);
+}
+
+static void init(void)
+{
+	if (getenv("FERRY_TEST_LOG"))
+		ferry_set_log(ferry_log_stderr, NULL, FERRY_LOG_DEBUG);
+}
+
+TestSuite(engine_datapath, .init = init, .timeout = 120);
+
+static void live_over_channels(uint32_t channels)
+{
+	struct side src, dst;
+	struct ferry_stats st;
+
+	make_side(&src, &small_live, true);
+	make_side(&dst, &small_live, false);
+	set_channels(&src, channels, NULL);
+	usleep(50000);
+	migrate_pair(&src, &dst, "tcp:127.0.0.1:PORT", "tcp:127.0.0.1:0");
+	expect_consistent(&src, &dst);
+	expect_datapath_stats(&src, channels, "source");
+	expect_datapath_stats(&dst, channels, "destination");
+	ferry_engine_get_stats(src.eng, &st);
+	/* Every page once in the bulk round, and the dirtied ones again. */
+	cr_assert_geq(st.normal_pages + st.zero_pages, (64u << 20) / 4096);
+	cr_assert_geq(st.rounds, 1);
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_datapath, live_guest_over_1_channel)
+{
+	live_over_channels(1);
+}
+
+Test(engine_datapath, live_guest_over_2_channels)
+{
+	live_over_channels(2);
+}
+
+Test(engine_datapath, live_guest_over_4_channels)
+{
+	live_over_channels(4);
+}
+
+Test(engine_datapath, live_guest_over_8_channels)
+{
+	live_over_channels(8);
+}
+
+Test(engine_datapath, unix_with_huge_pages_and_zerocopy)
+{
+	struct bench_guest_attr a = small_live;
+	struct ferry_params p = {.zerocopy = true};
+	struct side src, dst;
+	char path[64], uri[80];
+
+	a.huge = true;
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	set_channels(&src, 3, &p);
+	snprintf(path, sizeof(path), "/tmp/ferry-dp-%d.sock", getpid());
+	snprintf(uri, sizeof(uri), "unix:%s", path);
+	migrate_pair(&src, &dst, uri, uri);
+	expect_consistent(&src, &dst);
+	expect_datapath_stats(&src, 3, "source");
+	expect_datapath_stats(&dst, 3, "destination");
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_datapath, zero_pages_clear_the_destination)
+{
+	/* An all-zero source over a destination full of data: zero runs must clear it. */
+	struct bench_guest_attr a = small_live;
+	struct side src, dst;
+	struct ferry_stats st;
+	uint64_t len;
+	uint8_t *ram;
+
+	a.vcpus = 0;
+	a.fill_seed = 0;
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	ram = bench_guest_ram(dst.guest, &len);
+	cr_assert_neq(ram[4096 + 8], 0, "the destination should start non-zero");
+	set_channels(&src, 2, NULL);
+	migrate_pair(&src, &dst, "tcp:127.0.0.1:PORT", "tcp:127.0.0.1:0");
+	for (uint64_t i = 0; i < len; i += 8)
+		cr_assert_eq(*(uint64_t *)(void *)(ram + i), 0, "byte %lu not cleared",
+			     (unsigned long)i);
+	ferry_engine_get_stats(src.eng, &st);
+	cr_assert_eq(st.zero_pages, len / 4096);
+	cr_assert_eq(st.normal_pages, 0);
+	ferry_engine_get_stats(dst.eng, &st);
+	cr_assert_eq(st.zero_pages, len / 4096);
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_datapath, bandwidth_cap_paces_the_workers)
+{
+	struct bench_guest_attr a = small_live;
+	struct ferry_params p = {.max_bandwidth = 64u << 20};
+	struct side src, dst;
+	struct ferry_stats st;
+
+	a.vcpus = 0;
+	a.ram_bytes = 32u << 20;
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	set_channels(&src, 2, &p);
+	migrate_pair(&src, &dst, "tcp:127.0.0.1:PORT", "tcp:127.0.0.1:0");
+	expect_consistent(&src, &dst);
+	ferry_engine_get_stats(src.eng, &st);
+	/* 32 MiB at 64 MiB/s: half a second at least (a lower bound cannot be flaky). */
+	cr_assert_geq(st.total_ms, 400, "32 MiB in %lu ms under a 64 MiB/s cap",
+		      (unsigned long)st.total_ms);
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_datapath, channels_need_a_socket_uri)
+{
+	struct side src;
+	struct ferry_stats st;
+	char path[64], uri[80];
+
+	snprintf(path, sizeof(path), "/tmp/ferry-dp-%d.qevm", getpid());
+	snprintf(uri, sizeof(uri), "file:%s", path);
+	make_side(&src, &small_live, true);
+	set_channels(&src, 2, NULL);
+	cr_assert_eq(ferry_migrate_sync(src.eng, uri), FERRY_STATUS_FAILED);
+	ferry_engine_get_stats(src.eng, &st);
+	cr_assert_eq(st.error, FERRY_EBADURI, "%s", st.error_msg);
+	cr_assert(strstr(st.error_msg, "tcp: or unix:"), "%s", st.error_msg);
+	unlink(path);
+	free_side(&src);
+}
+
+Test(engine_datapath, too_many_channels_refused)
+{
+	struct ferry_engine *eng;
+	struct ferry_params p = {.channels = FERRY_MAX_CHANNELS + 1};
+
+	cr_assert_eq(ferry_engine_create(&eng), 0);
+	cr_assert_eq(ferry_engine_set_params(eng, &p), -EINVAL);
+	ferry_engine_destroy(eng);
+}
+
+/* ---- a proxy between the sides: watch, cut, corrupt, add connections ------------------ */
+
+#define PX_MAX 16
+
+struct proxy {
+	int listen_fd, port, dest_port;
+	pthread_t th;
+	atomic_bool stop;
+	int cut_conn;	    /* connection to cut (0 = the main stream, k = lane k-1); -1 none */
+	uint64_t cut_after; /* source bytes forwarded before the cut */
+	int corrupt_conn;   /* connection whose HELLO id gets a flipped byte; -1 none */
+	int stray_before;   /* open a stray connection before forwarding this one; -1 none */
+	atomic_int conns;
+	atomic_bool cut_done, stray_refused;
+	/* the main stream as the source sent it */
+	uint8_t *main;
+	size_t main_len, main_cap;
+};
+
+struct px_pair {
+	int c, s;    /* client (source side), server (destination side) */
+	uint64_t up; /* bytes forwarded client -> server */
+	int index;
+};
+
+static void px_reset(int fd)
+{
+	struct linger lg = {.l_onoff = 1, .l_linger = 0};
+
+	/* An abortive close: the peer gets a reset, as when a link dies. */
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(fd);
+}
+
+static int px_connect(int port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET,
+				 .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+static bool px_write(int fd, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+		if (w <= 0)
+			return false;
+		p += w;
+		n -= (size_t)w;
+	}
+	return true;
+}
+
+static void *px_thread(void *arg)
+{
+	struct proxy *px = arg;
+	struct px_pair pairs[PX_MAX];
+	int npairs = 0, stray = -1;
+	static uint8_t buf[1 << 16];
+
+	while (!atomic_load(&px->stop)) {
+		struct pollfd p[1 + 2 * PX_MAX + 1];
+		int np = 0;
+
+		p[np++] = (struct pollfd){.fd = px->listen_fd, .events = POLLIN};
+		for (int i = 0; i < npairs; i++) {
+			p[np++] = (struct pollfd){.fd = pairs[i].c, .events = POLLIN};
+			p[np++] = (struct pollfd){.fd = pairs[i].s, .events = POLLIN};
+		}
+		if (stray >= 0)
+			p[np++] = (struct pollfd){.fd = stray, .events = POLLIN};
+		if (poll(p, (nfds_t)np, 20) <= 0)
+			continue;
+		if (p[0].revents && npairs < PX_MAX) {
+			int c = accept4(px->listen_fd, NULL, NULL, SOCK_CLOEXEC);
+			int idx = atomic_load(&px->conns);
+
+			if (c >= 0) {
+				if (idx == px->stray_before && stray < 0) {
+					static const char junk[64] = "GET / HTTP/1.0\r\n\r\n";
+
+					stray = px_connect(px->dest_port);
+					if (stray >= 0)
+						px_write(stray, (const uint8_t *)junk,
+							 sizeof(junk));
+				}
+				pairs[npairs] =
+				    (struct px_pair){c, px_connect(px->dest_port), 0, idx};
+				if (pairs[npairs].s < 0)
+					close(c);
+				else
+					npairs++;
+				atomic_fetch_add(&px->conns, 1);
+			}
+		}
+		for (int i = 0, k = 1; i < npairs; i++, k += 2) {
+			struct px_pair *pr = &pairs[i];
+			bool dead = false;
+
+			if (pr->c < 0)
+				continue;
+			if (p[k].revents) {
+				ssize_t n = recv(pr->c, buf, sizeof(buf), 0);
+
+				if (n <= 0) {
+					dead = true;
+				} else {
+					if (pr->index == px->corrupt_conn && pr->up < 17 &&
+					    pr->up + (uint64_t)n > 16)
+						buf[16 - pr->up] ^= 0x5a; /* first byte of the id */
+					if (pr->index == 0) {
+						if (px->main_len + (size_t)n > px->main_cap) {
+							px->main_cap =
+							    (px->main_len + (size_t)n) * 2;
+							px->main = realloc(px->main, px->main_cap);
+						}
+						memcpy(px->main + px->main_len, buf, (size_t)n);
+						px->main_len += (size_t)n;
+					}
+					pr->up += (uint64_t)n;
+					dead = !px_write(pr->s, buf, (size_t)n);
+					if (pr->index == px->cut_conn && pr->up >= px->cut_after) {
+						px_reset(pr->c);
+						px_reset(pr->s);
+						pr->c = pr->s = -1;
+						atomic_store(&px->cut_done, true);
+						continue;
+					}
+				}
+			}
+			if (!dead && p[k + 1].revents) {
+				ssize_t n = recv(pr->s, buf, sizeof(buf), 0);
+
+				dead = n <= 0 || !px_write(pr->c, buf, (size_t)n);
+			}
+			if (dead) {
+				/* Pass the end on: a half-close stays a half-close. */
+				shutdown(pr->s, SHUT_WR);
+				shutdown(pr->c, SHUT_WR);
+				close(pr->c);
+				close(pr->s);
+				pr->c = pr->s = -1;
+			}
+		}
+		if (stray >= 0 && p[np - 1].revents) {
+			ssize_t n = recv(stray, buf, sizeof(buf), 0);
+
+			/* The destination answers and closes: that is the refusal. */
+			if (n <= 0) {
+				atomic_store(&px->stray_refused, true);
+				close(stray);
+				stray = -2;
+			}
+		}
+	}
+	for (int i = 0; i < npairs; i++)
+		if (pairs[i].c >= 0) {
+			close(pairs[i].c);
+			close(pairs[i].s);
+		}
+	if (stray >= 0)
+		close(stray);
+	return NULL;
+}
+
+static void px_start(struct proxy *px, int dest_port)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(sa);
+
+	px->dest_port = dest_port;
+	px->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	cr_assert_geq(px->listen_fd, 0);
+	cr_assert_eq(bind(px->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(listen(px->listen_fd, 16), 0);
+	cr_assert_eq(getsockname(px->listen_fd, (struct sockaddr *)&sa, &len), 0);
+	px->port = ntohs(sa.sin_port);
+	cr_assert_eq(pthread_create(&px->th, NULL, px_thread, px), 0);
+}
+
+static void px_stop(struct proxy *px)
+{
+	atomic_store(&px->stop, true);
+	pthread_join(px->th, NULL);
+	close(px->listen_fd);
+	free(px->main);
+}
+
+static void px_init(struct proxy *px)
+{
+	memset(px, 0, sizeof(*px));
+	px->cut_conn = px->corrupt_conn = px->stray_before = -1;
+}
+
+/* Both sides through @px; returns once both ended. */
+static void run_through(struct proxy *px, struct side *src, struct side *dst)
+{
+	cr_assert_eq(ferry_incoming(dst->eng, "tcp:127.0.0.1:0", NULL, NULL), 0);
+	px_start(px, ferry_engine_listen_port(dst->eng));
+	{
+		char uri[64];
+
+		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", px->port);
+		cr_assert_eq(ferry_migrate(src->eng, uri, NULL, NULL), 0);
+	}
+	ferry_engine_wait(src->eng);
+	ferry_engine_wait(dst->eng);
+}
+
+Test(engine_datapath, main_stream_stays_a_valid_v3_stream)
+{
+	struct bench_guest_attr a = small_live;
+	struct side src, dst;
+	struct proxy px;
+	struct ferry_stats st;
+	char *json = NULL;
+
+	a.vcpus = 0;
+	px_init(&px);
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	set_channels(&src, 4, NULL);
+	run_through(&px, &src, &dst);
+	expect_status(src.eng, FERRY_STATUS_COMPLETED, "source");
+	expect_status(dst.eng, FERRY_STATUS_COMPLETED, "destination");
+	expect_consistent(&src, &dst);
+	ferry_engine_get_stats(src.eng, &st);
+	/* The main stream carried no page: only the block list, markers, devices. */
+	cr_assert_lt(px.main_len, 64u << 10, "the main stream has %zu bytes", px.main_len);
+	{
+		char *err = NULL;
+		int ret = ferry_inspect(px.main, px.main_len,
+					&(struct ferry_inspect_opts){.strict = true}, &json, &err);
+
+		cr_assert_eq(ret, 0, "%s", err ? err : "");
+		free(err);
+	}
+	{
+		json_t *root = json_loads(json, 0, NULL), *secs, *counts, *s0, *s1;
+
+		cr_assert_not_null(root);
+		secs = json_object_get(root, "sections");
+		/* RAM START (the block list), then the negotiation, as an early FULL section. */
+		s0 = json_array_get(secs, 0);
+		s1 = json_array_get(secs, 1);
+		cr_assert_str_eq(json_string_value(json_object_get(s0, "idstr")), "ram");
+		cr_assert_str_eq(json_string_value(json_object_get(s0, "type")), "START");
+		cr_assert_str_eq(json_string_value(json_object_get(s1, "idstr")), "ferry-datapath");
+		cr_assert_str_eq(json_string_value(json_object_get(s1, "type")), "FULL");
+		counts = json_object_get(json_object_get(root, "ram"), "counts");
+		cr_assert_eq(json_integer_value(json_object_get(counts, "page")), 0);
+		cr_assert_eq(json_integer_value(json_object_get(counts, "zero")), 0);
+		/* One round marker per round: the bulk round and the final one. */
+		cr_assert_eq(json_integer_value(json_object_get(counts, "multifd_flush")),
+			     (json_int_t)st.rounds + 1, "%s", json);
+		json_decref(root);
+	}
+	free(json);
+	px_stop(&px);
+	free_side(&src);
+	free_side(&dst);
+}
+
+/*
+ * A data connection reset in the middle of the bulk round: both sides fail,
+ * the source's guest is untouched (idle) or running again (live).
+ */
+static void dropped_lane(uint32_t vcpus)
+{
+	struct bench_guest_attr a = small_live;
+	struct side src, dst;
+	struct proxy px;
+	struct ferry_stats st;
+	struct bench_devices dev_control;
+	uint8_t *control = NULL, *ram;
+	uint64_t len;
+
+	a.vcpus = vcpus;
+	px_init(&px);
+	px.cut_conn = 2; /* lane 1 */
+	px.cut_after = 4u << 20;
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	set_channels(&src, 4, NULL);
+	ram = bench_guest_ram(src.guest, &len);
+	if (!vcpus) {
+		control = malloc(len);
+		memcpy(control, ram, len);
+	}
+	dev_control = *bench_guest_devices(src.guest);
+	run_through(&px, &src, &dst);
+	cr_assert(atomic_load(&px.cut_done), "the proxy never cut the lane");
+	expect_status(src.eng, FERRY_STATUS_FAILED, "source");
+	expect_status(dst.eng, FERRY_STATUS_FAILED, "destination");
+	ferry_engine_get_stats(src.eng, &st);
+	cr_assert_lt(st.error, 0);
+	cr_assert_neq(st.error_msg[0], '\0');
+	ferry_engine_get_stats(dst.eng, &st);
+	cr_assert_neq(st.error_msg[0], '\0');
+	if (!vcpus) {
+		cr_assert_eq(memcmp(control, ram, len), 0, "the source's RAM changed");
+	} else {
+		uint64_t w0 = bench_guest_page_writes(src.guest);
+
+		usleep(50000);
+		cr_assert_gt(bench_guest_page_writes(src.guest), w0,
+			     "the source's vCPUs did not resume");
+	}
+	{
+		char why[128];
+
+		cr_assert_eq(bench_devices_compare(&dev_control, bench_guest_devices(src.guest),
+						   why, sizeof(why)),
+			     0, "device field %s changed", why);
+	}
+	free(control);
+	px_stop(&px);
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_datapath, dropped_lane_fails_cleanly_idle_guest)
+{
+	dropped_lane(0);
+}
+
+Test(engine_datapath, dropped_lane_fails_cleanly_live_guest)
+{
+	dropped_lane(2);
+}
+
+Test(engine_datapath, lane_with_a_foreign_id_is_refused)
+{
+	struct side src, dst;
+	struct proxy px;
+	struct ferry_stats st;
+
+	px_init(&px);
+	px.corrupt_conn = 1; /* lane 0's HELLO */
+	make_side(&src, &small_live, true);
+	make_side(&dst, &small_live, false);
+	set_channels(&src, 2, NULL);
+	run_through(&px, &src, &dst);
+	expect_status(src.eng, FERRY_STATUS_FAILED, "source");
+	expect_status(dst.eng, FERRY_STATUS_FAILED, "destination");
+	ferry_engine_get_stats(src.eng, &st);
+	cr_assert_eq(st.error, FERRY_EPEERABORT, "%s", st.error_msg);
+	cr_assert(strstr(st.error_msg, "data connections"), "%s", st.error_msg);
+	px_stop(&px);
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_datapath, stray_connection_is_refused_and_ignored)
+{
+	struct side src, dst;
+	struct proxy px;
+
+	px_init(&px);
+	px.stray_before = 1; /* garbage reaches the listener before the first lane */
+	make_side(&src, &small_live, true);
+	make_side(&dst, &small_live, false);
+	set_channels(&src, 2, NULL);
+	run_through(&px, &src, &dst);
+	expect_status(src.eng, FERRY_STATUS_COMPLETED, "source");
+	expect_status(dst.eng, FERRY_STATUS_COMPLETED, "destination");
+	cr_assert(atomic_load(&px.stray_refused), "the stray connection was not closed");
+	expect_consistent(&src, &dst);
+	px_stop(&px);
+	free_side(&src);
+	free_side(&dst);
+}
+
+/* ---- cancel ----------------------------------------------------------------------------- */
+
+struct cancel_ctx {
+	struct ferry_engine *eng;
+};
+
+static void cancel_on_progress(void *opaque, enum ferry_event_type type,
+			       const struct ferry_stats *st)
+{
+	struct cancel_ctx *c = opaque;
+
+	/* Once pages are moving on the lanes. */
+	if (st->status == FERRY_STATUS_ACTIVE && st->normal_pages > 1000)
+		ferry_engine_cancel(c->eng);
+	(void)type;
+}
+
+Test(engine_datapath, cancel_while_the_workers_send)
+{
+	struct bench_guest_attr a = small_live;
+	struct ferry_params p = {.max_bandwidth = 32u << 20}; /* slow enough to catch */
+	struct side src, dst;
+	struct cancel_ctx c;
+	uint64_t w0;
+
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	c.eng = src.eng;
+	set_channels(&src, 4, &p);
+	cr_assert_eq(ferry_engine_set_event_cb(src.eng, cancel_on_progress, &c), 0);
+	start_pair(&src, &dst, "tcp:127.0.0.1:PORT", "tcp:127.0.0.1:0", 0);
+	ferry_engine_wait(src.eng);
+	ferry_engine_wait(dst.eng);
+	expect_status(src.eng, FERRY_STATUS_CANCELLED, "source");
+	expect_status(dst.eng, FERRY_STATUS_FAILED, "destination");
+	w0 = bench_guest_page_writes(src.guest);
+	usleep(50000);
+	cr_assert_gt(bench_guest_page_writes(src.guest), w0, "the source's vCPUs did not resume");
+	free_side(&src);
+	free_side(&dst);
+}
+
+Test(engine_datapath, engine_migrates_twice_with_and_without_channels)
+{
+	/* The same engines: first over 2 channels, then in the main stream, then 3 channels. */
+	struct bench_guest_attr a = small_live;
+	struct side src, dst;
+	const uint32_t seq[] = {2, 0, 3};
+
+	a.vcpus = 0;
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	for (size_t i = 0; i < sizeof(seq) / sizeof(seq[0]); i++) {
+		struct ferry_stats st;
+
+		set_channels(&src, seq[i], NULL);
+		migrate_pair(&src, &dst, "tcp:127.0.0.1:PORT", "tcp:127.0.0.1:0");
+		expect_consistent(&src, &dst);
+		ferry_engine_get_stats(dst.eng, &st);
+		cr_assert_eq(st.channels, seq[i]);
+		cr_assert_eq(ferry_engine_get_worker_stats(dst.eng, NULL, 0), (int)seq[i]);
+	}
+	free_side(&src);
+	free_side(&dst);
+}
