@@ -136,6 +136,24 @@ int rdm_fail_set(struct rdm_fail *f, int err, const char *fmt, ...)
 	return first;
 }
 
+int rdm_fail_note(struct rdm_fail *f, int err, const char *fmt, ...)
+{
+	va_list ap;
+	int first;
+
+	pthread_mutex_lock(&f->lock);
+	first = atomic_load(&f->err);
+	if (!first) {
+		va_start(ap, fmt);
+		vsnprintf(f->msg, sizeof(f->msg), fmt, ap);
+		va_end(ap);
+		atomic_store_explicit(&f->err, err, memory_order_release);
+		first = err;
+	}
+	pthread_mutex_unlock(&f->lock);
+	return first;
+}
+
 int rdm_fail_copy(struct rdm_fail *f, char *why, size_t len)
 {
 	int err;

@@ -59,9 +59,11 @@ struct rdma_event_channel *rdm_cm_channel(int *err)
 	return ch;
 }
 
-int rdm_cm_next(struct rdma_event_channel *ch, int64_t deadline, struct rdma_cm_event **ev)
+int rdm_cm_next_or(struct rdma_event_channel *ch, int64_t deadline, int wake_fd,
+		   struct rdma_cm_event **ev)
 {
-	struct pollfd pfd = {.fd = ch->fd, .events = POLLIN};
+	struct pollfd pfd[2] = {{.fd = ch->fd, .events = POLLIN},
+				{.fd = wake_fd, .events = POLLIN}};
 	int ret;
 
 	for (;;) {
@@ -69,12 +71,19 @@ int rdm_cm_next(struct rdma_event_channel *ch, int64_t deadline, struct rdma_cm_
 			return 0;
 		if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 			return rdm_errno("rdma_get_cm_event");
-		ret = poll(&pfd, 1, rdm_remaining_ms(deadline));
+		ret = poll(pfd, wake_fd >= 0 ? 2 : 1, rdm_remaining_ms(deadline));
 		if (ret == 0)
 			return -ETIMEDOUT;
 		if (ret < 0 && errno != EINTR)
 			return rdm_errno("poll on the rdma_cm channel");
+		if (wake_fd >= 0 && (pfd[1].revents & POLLIN))
+			return -ECANCELED;
 	}
+}
+
+int rdm_cm_next(struct rdma_event_channel *ch, int64_t deadline, struct rdma_cm_event **ev)
+{
+	return rdm_cm_next_or(ch, deadline, -1, ev);
 }
 
 int rdm_cm_ack_timeout(struct rdma_cm_id *id, uint8_t t)
@@ -117,7 +126,10 @@ static int lane_event(struct rdm_lane *l, int64_t deadline, enum rdma_cm_event_t
 	int ret;
 
 	for (;;) {
-		ret = rdm_cm_next(src->ch, deadline, &ev);
+		/* The wake eventfd: an abort (or another failure) ends the wait at once. */
+		ret = rdm_cm_next_or(src->ch, deadline, src->wake_fd, &ev);
+		if (ret == -ECANCELED)
+			return rdm_fail_get(&src->fail) ? rdm_fail_get(&src->fail) : ret;
 		if (ret)
 			return ret;
 		if (ev->id != l->id) {
@@ -283,7 +295,14 @@ int rdm_lane_connect(struct rdm_lane *l, const struct sockaddr *dst, const struc
 			rdm_err("lane %u: nothing accepts RDMA connections at %s", l->index, peer);
 			return -ECONNREFUSED;
 		}
-		usleep(RETRY_MS * 1000);
+		/* Sleep before the next try, unless aborted meanwhile. */
+		{
+			struct pollfd pfd = {.fd = l->src->wake_fd, .events = POLLIN};
+
+			if (poll(&pfd, 1, RETRY_MS) > 0)
+				return rdm_fail_get(&l->src->fail) ? rdm_fail_get(&l->src->fail)
+								   : -ECANCELED;
+		}
 	}
 }
 

@@ -172,6 +172,8 @@ static uint32_t msg_size(uint16_t type)
 		return sizeof(struct rdm_wire_flush);
 	case RDM_MSG_NOP_REQ:
 	case RDM_MSG_NOP:
+	case RDM_MSG_BYE_REQ:
+	case RDM_MSG_BYE:
 		return sizeof(struct rdm_wire_hdr);
 	}
 	return 0;
@@ -246,7 +248,9 @@ uint32_t rdm_msg_to_wire(const struct rdm_msg *m, void *buf)
 		break;
 	}
 	case RDM_MSG_NOP_REQ:
-	case RDM_MSG_NOP: {
+	case RDM_MSG_NOP:
+	case RDM_MSG_BYE_REQ:
+	case RDM_MSG_BYE: {
 		struct rdm_wire_hdr w;
 
 		hdr_to_wire(m, len, &w);

@@ -403,7 +403,15 @@ static void handle_request(struct ferry_rdma_dest *dst, struct rdm_dlane *dl, ui
 		pthread_cond_broadcast(&dst->cond);
 		pthread_mutex_unlock(&dst->lock);
 		rdm_add(&dst->flushes, 1);
+		rdm_add(&dl->flushes, 1);
 		r.u.flush = m.u.flush;
+		break;
+	case RDM_MSG_BYE_REQ:
+		/* The source ends this lane normally: its disconnect is not a failure. */
+		pthread_mutex_lock(&dst->lock);
+		dl->ended = true;
+		pthread_cond_broadcast(&dst->cond);
+		pthread_mutex_unlock(&dst->lock);
 		break;
 	case RDM_MSG_NOP_REQ:
 		break;
@@ -690,6 +698,69 @@ int ferry_rdma_dest_wait_flush(struct ferry_rdma_dest *dst, uint64_t tag, int ti
 		rdm_err("destination: flush %lu not reached by every lane in time",
 			(unsigned long)tag);
 	return ret;
+}
+
+int ferry_rdma_dest_receive(struct ferry_rdma_dest *dst, uint32_t lane, uint64_t after,
+			    uint64_t *tag, int timeout_ms)
+{
+	int64_t deadline = rdm_deadline(timeout_ms);
+	struct rdm_dlane *dl;
+	int ret;
+
+	if (!dst || lane >= dst->n_lanes || !tag)
+		return -EINVAL;
+	dl = &dst->lanes[lane];
+	pthread_mutex_lock(&dst->lock);
+	for (;;) {
+		/* A sync point that arrived is reported even if a failure followed it. */
+		if (dl->flushed && dl->flush_tag > after) {
+			*tag = dl->flush_tag;
+			ret = 1;
+			break;
+		}
+		if (dl->ended) {
+			ret = 0;
+			break;
+		}
+		ret = rdm_fail_get(&dst->fail);
+		if (ret)
+			break;
+		if (dl->state == RDM_DL_DOWN) {
+			ret = -ECONNRESET;
+			break;
+		}
+		if (rdm_now_ns() >= deadline) {
+			ret = -ETIMEDOUT;
+			break;
+		}
+		timed_wait(dst, deadline);
+	}
+	pthread_mutex_unlock(&dst->lock);
+	if (ret == -ECONNRESET)
+		rdm_err("destination: lane %u went down without its normal end", lane);
+	return ret;
+}
+
+void ferry_rdma_dest_abort(struct ferry_rdma_dest *dst)
+{
+	if (!dst)
+		return;
+	rdm_fail_set(&dst->fail, -ECANCELED, "destination aborted");
+	pthread_mutex_lock(&dst->lock);
+	pthread_cond_broadcast(&dst->cond);
+	pthread_mutex_unlock(&dst->lock);
+}
+
+void ferry_rdma_dest_lane_stats(struct ferry_rdma_dest *dst, uint32_t lane,
+				struct ferry_rdma_lane_stats *out)
+{
+	memset(out, 0, sizeof(*out));
+	if (!dst || lane >= dst->n_lanes)
+		return;
+	out->flushes = rdm_read(&dst->lanes[lane].flushes);
+	pthread_mutex_lock(&dst->lock);
+	out->last_tag = dst->lanes[lane].flush_tag;
+	pthread_mutex_unlock(&dst->lock);
 }
 
 int ferry_rdma_dest_status(struct ferry_rdma_dest *dst, char *why, size_t len)

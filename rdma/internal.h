@@ -53,8 +53,10 @@
 #define RDM_SGE_MAX 4
 /* WRITEs chained into one ibv_post_send(). */
 #define RDM_BATCH 32
-/* How long close waits for the disconnect handshake. */
+/* How long close waits for the disconnect handshake (and the lanes' BYE). */
 #define RDM_CLOSE_WAIT_MS 2000
+/* The zero buffer zero runs are written from (registered once per source). */
+#define RDM_ZERO_BUF (256u * 1024)
 
 /* wr_id: kind in the top byte, a slot or sequence number below. */
 #define RDM_WR_WRITE	    1ull
@@ -107,6 +109,9 @@ static inline int rdm_fail_get(struct rdm_fail *f)
 {
 	return atomic_load_explicit(&f->err, memory_order_acquire);
 }
+/* As rdm_fail_set(), without a log message (the cause was logged already). */
+__attribute__((format(printf, 3, 4))) int rdm_fail_note(struct rdm_fail *f, int err,
+							const char *fmt, ...);
 int rdm_fail_copy(struct rdm_fail *f, char *why, size_t len);
 
 /* Relaxed counters, read by stats from any thread. */
@@ -175,7 +180,8 @@ uint64_t rdm_memlock_allowance(uint64_t *limit);
 struct rdm_centry {
 	uint32_t block;
 	uint64_t chunk;
-	uint32_t refs;	/* writes in flight that use it */
+	uint32_t refs;	/* writes in flight that use it (+1 while a registration is asked for) */
+	bool pending;	/* remote: asked for ahead of need, no answer yet */
 	uint64_t start; /* byte offset of the chunk in its block */
 	uint64_t len;
 	struct ibv_mr *mr; /* local registration (source lcache, destination lane) */
@@ -264,6 +270,9 @@ enum rdm_msg_type {
 	RDM_MSG_FLUSH = 10,
 	RDM_MSG_NOP_REQ = 11,
 	RDM_MSG_NOP = 12,
+	RDM_MSG_BYE_REQ = 13, /* the lane ends normally (after its last flush) */
+	RDM_MSG_BYE = 14,
+	RDM_MSG_LAST = RDM_MSG_BYE,
 };
 const char *rdm_msg_name(uint16_t type);
 
@@ -397,6 +406,9 @@ const char *rdm_event_name(enum rdma_cm_event_type ev);
  * Returns 0 with *@ev set (ack it), -ETIMEDOUT, or -errno.
  */
 int rdm_cm_next(struct rdma_event_channel *ch, int64_t deadline, struct rdma_cm_event **ev);
+/* The same, and -ECANCELED as soon as @wake_fd (an eventfd, or -1) is readable. */
+int rdm_cm_next_or(struct rdma_event_channel *ch, int64_t deadline, int wake_fd,
+		   struct rdma_cm_event **ev);
 struct rdma_event_channel *rdm_cm_channel(int *err);
 /* Set the ACK timeout option on @id (before connect/accept). */
 int rdm_cm_ack_timeout(struct rdma_cm_id *id, uint8_t t);
@@ -408,6 +420,7 @@ struct ferry_rdma_source;
 /* One WRITE in flight, as the lane remembers it (for retiring and the unplaced set). */
 struct rdm_slot {
 	uint32_t block;
+	uint32_t flags; /* of the run (FERRY_RDMA_RUN_ZERO) */
 	uint32_t length;
 	uint64_t offset;
 	struct rdm_centry *rc;
@@ -446,10 +459,19 @@ struct rdm_lane {
 	struct rdm_msg await_msg;
 	uint8_t await_buf[RDM_CTRL_BUF];
 	uint64_t flush_seq;
+	/* CHUNKED destination: registrations asked for ahead of need, by request number. */
+	struct {
+		uint64_t req;
+		struct rdm_centry *e;
+	} pend[RDM_CTRL_DEPTH];
+	uint32_t n_pend;
+	/* The runs of the write call in progress (for asking ahead). */
+	const struct ferry_rdma_run *ahead;
+	size_t n_ahead;
 	/* After a failure: the part of the failed call that was never posted. */
 	struct ferry_rdma_run *unposted;
 	size_t n_unposted;
-	rdm_counter bytes, writes, signaled, flushes, remote_regs;
+	rdm_counter bytes, zero_bytes, writes, signaled, flushes, remote_regs, last_tag;
 };
 
 int rdm_lane_setup(struct rdm_lane *l);
@@ -463,7 +485,9 @@ int rdm_lane_call(struct rdm_lane *l, struct rdm_msg *req, uint16_t reply_type);
 /* ---- source.c ----------------------------------------------------------------- */
 
 struct ferry_rdma_source {
-	struct ferry_rdma_source_attr attr;
+	struct ferry_rdma_source_attr attr; /* host and bind_host point to the copies below */
+	char *host, *bind_host;
+	bool connect_called;
 	struct rdma_event_channel *ch;
 	struct rdm_dev dev;
 	bool dev_open;
@@ -475,6 +499,9 @@ struct ferry_rdma_source {
 	struct rdm_table_entry *table;
 	uint32_t max_wr;
 	uint32_t ring_size;
+	/* Zero runs are written from here (never written after registration). */
+	uint8_t *zero;
+	struct ibv_mr *zero_mr;
 	struct rdm_lane *lanes;
 	uint32_t n_lanes;
 	struct rdm_fail fail;
@@ -517,6 +544,8 @@ struct rdm_dlane {
 	struct rdm_cmap chunks; /* CHUNKED: the chunks this lane's source registered */
 	uint64_t flush_tag;	/* under dst->lock */
 	bool flushed;		/* under dst->lock */
+	bool ended;		/* the source said BYE: the lane ends normally; under dst->lock */
+	rdm_counter flushes;
 };
 
 struct ferry_rdma_dest {

@@ -57,11 +57,11 @@
  * been placed in the destination's memory: re-send those (and everything not
  * given to a lane yet) another way.
  *
- * Threads: see each function. In short, create/close/destroy run on one
- * thread; a lane is driven by one thread at a time, and different lanes run in
- * parallel on different threads; stats and status may be read from any thread.
- * Nothing here calls back into the caller. Protocol and semantics:
- * docs/rdma.md.
+ * Threads: see each function. In short, create/connect/close/destroy run on
+ * one thread; a lane is driven by one thread at a time, and different lanes
+ * run in parallel on different threads; abort, stats and status may be called
+ * from any thread. Nothing here calls back into the caller. Protocol and
+ * semantics: docs/rdma.md.
  */
 #ifndef FERRY_RDMA_H
 #define FERRY_RDMA_H
@@ -105,15 +105,26 @@ struct ferry_rdma_block {
 	uint64_t length;
 };
 
+/* Flags of a run. */
+enum ferry_rdma_run_flags {
+	/*
+	 * The range must end up as zeros on the destination: it is written from
+	 * a registered zero buffer (scatter lists over it), never read from the
+	 * source's memory.
+	 */
+	FERRY_RDMA_RUN_ZERO = 1u << 0,
+};
+
 /**
  * struct ferry_rdma_run - a byte range of one block to write (plain data).
  * @block: index into the blocks given at creation.
+ * @flags: enum ferry_rdma_run_flags.
  * @offset, @length: the range; @length > 0 and within the block. Page-aligned
  *   ranges are what the engine sends, but any byte range works.
  */
 struct ferry_rdma_run {
 	uint32_t block;
-	uint32_t reserved;
+	uint32_t flags;
 	uint64_t offset;
 	uint64_t length;
 };
@@ -222,6 +233,7 @@ struct ferry_rdma_dest_attr {
  * @bytes_written, @writes, @signaled: source: RDMA WRITE payload bytes,
  *   work requests and those that requested a completion.
  * @flushes: flushes completed (source) or acknowledged (destination).
+ * @zero_bytes: source: bytes of zero runs (written from the zero buffer).
  * @memcpy_bytes: page bytes copied; always 0 (zero copy), kept so that an
  *   engine can add it to its own counter.
  */
@@ -242,6 +254,28 @@ struct ferry_rdma_stats {
 	uint64_t writes;
 	uint64_t signaled;
 	uint64_t flushes;
+	uint64_t zero_bytes;
+	uint64_t memcpy_bytes;
+};
+
+/**
+ * struct ferry_rdma_lane_stats - the counters of one lane (plain data; they
+ * only grow, and may lag a little behind the lane's thread).
+ * @bytes: source: RDMA WRITE payload bytes (zero runs included).
+ * @zero_bytes: source: bytes of zero runs.
+ * @writes, @signaled: source: work requests, and those that asked for a completion.
+ * @flushes: flushes completed (source) or received (destination).
+ * @last_tag: the tag of the lane's last completed (source) or received
+ *   (destination) flush.
+ * @memcpy_bytes: always 0.
+ */
+struct ferry_rdma_lane_stats {
+	uint64_t bytes;
+	uint64_t zero_bytes;
+	uint64_t writes;
+	uint64_t signaled;
+	uint64_t flushes;
+	uint64_t last_tag;
 	uint64_t memcpy_bytes;
 };
 
@@ -326,6 +360,36 @@ int ferry_rdma_dest_accept(struct ferry_rdma_dest *dst, int timeout_ms);
 int ferry_rdma_dest_wait_flush(struct ferry_rdma_dest *dst, uint64_t tag, int timeout_ms);
 
 /**
+ * ferry_rdma_dest_receive() - wait for the next sync point of one lane.
+ * @lane: 0..lanes-1.
+ * @after: the last tag already reported for this lane (0 at first).
+ * @tag: receives the lane's newest flush tag when it is > @after.
+ * @timeout_ms: bound; negative: no bound (ferry_rdma_dest_abort() ends it).
+ *
+ * The destination's half of an engine's receive loop: nothing arrives on the
+ * CPU with RDMA WRITE, so a lane's worker only waits here for its flushes.
+ * Thread context: any thread (normally the lane's worker).
+ * Returns 1 with *@tag set (every write of the lane before that flush is
+ * placed; flushes that came in between are folded into the newest), 0 when
+ * the source ended the lane normally (ferry_rdma_source_close() after its last
+ * flush), -ECONNRESET when the lane went down without that end, -ETIMEDOUT,
+ * -ECANCELED after an abort, or the destination's failure.
+ */
+int ferry_rdma_dest_receive(struct ferry_rdma_dest *dst, uint32_t lane, uint64_t after,
+			    uint64_t *tag, int timeout_ms);
+
+/**
+ * ferry_rdma_dest_abort() - fail the destination with -ECANCELED: every wait
+ * (accept, wait_flush, receive) returns at once, and so does every later one.
+ * Thread context: any thread, any time before close; does not block.
+ */
+void ferry_rdma_dest_abort(struct ferry_rdma_dest *dst);
+
+/** ferry_rdma_dest_lane_stats() - copy @lane's counters (zeros if out of range). Any thread. */
+void ferry_rdma_dest_lane_stats(struct ferry_rdma_dest *dst, uint32_t lane,
+				struct ferry_rdma_lane_stats *out);
+
+/**
  * ferry_rdma_dest_status() - 0 while healthy, else the sticky failure.
  * @why: receives a message (FERRY_RDMA_MSG_MAX bytes is enough), or NULL.
  * Any thread.
@@ -356,23 +420,42 @@ struct ferry_rdma_source;
 void ferry_rdma_source_attr_init(struct ferry_rdma_source_attr *attr);
 
 /**
- * ferry_rdma_source_create() - connect every lane and prepare to write.
- * @attr: see struct ferry_rdma_source_attr.
+ * ferry_rdma_source_create() - check the attributes and allocate a source,
+ * without any I/O (nothing is resolved, opened or connected yet).
+ * @attr: see struct ferry_rdma_source_attr; its strings and block array are
+ *   copied.
  * @out: the source, on success.
  *
- * Resolves the route to the destination (which decides the device), checks
- * RLIMIT_MEMLOCK against the strategy, registers the memory (PIN_ALL, ODP),
- * connects @lanes queue pairs carrying @id, fetches and checks the block
- * table, and starts a small monitor thread that watches rdma_cm for
- * disconnects and device removal. Everything within @timeout_ms; a destination
- * not listening yet is retried until then.
- *
- * Thread context: any thread. Returns 0 or one of the codes in the header
- * comment (FERRY_ENORDMA, -ENETUNREACH, -ECONNREFUSED, -ETIMEDOUT, -ENOMEM,
- * FERRY_EMISMATCH...); nothing is left allocated on failure.
+ * Thread context: any thread; does not block. Returns 0, -EINVAL (bad
+ * attributes, logged) or -ENOMEM; nothing is left allocated on failure.
  */
 int ferry_rdma_source_create(const struct ferry_rdma_source_attr *attr,
 			     struct ferry_rdma_source **out);
+
+/**
+ * ferry_rdma_source_connect() - connect every lane and prepare to write.
+ *
+ * Resolves the route to the destination (which decides the device), checks
+ * RLIMIT_MEMLOCK against the strategy, registers the memory (PIN_ALL, ODP),
+ * connects the lanes carrying the migration id, fetches and checks the block
+ * table, and starts a small monitor thread that watches rdma_cm for
+ * disconnects and device removal. Everything within timeout_ms; a destination
+ * not listening yet is retried until then; ferry_rdma_source_abort() cuts it
+ * short.
+ *
+ * Thread context: the owner, once. Returns 0 or one of the codes in the header
+ * comment (FERRY_ENORDMA, -ENETUNREACH, -ECONNREFUSED, -ETIMEDOUT, -ENOMEM,
+ * FERRY_EMISMATCH, -ECANCELED...); after a failure only close/destroy may be
+ * called.
+ */
+int ferry_rdma_source_connect(struct ferry_rdma_source *src);
+
+/**
+ * ferry_rdma_source_abort() - fail the source with -ECANCELED: a connect in
+ * progress and every lane's wait return promptly, and so does every later
+ * call. Thread context: any thread, any time before close; does not block.
+ */
+void ferry_rdma_source_abort(struct ferry_rdma_source *src);
 
 /**
  * ferry_rdma_source_write() - post RDMA WRITEs for @n runs on @lane.
@@ -432,17 +515,30 @@ int ferry_rdma_source_status(struct ferry_rdma_source *src, char *why, size_t le
 /** ferry_rdma_source_stats() - copy the counters. Any thread. */
 void ferry_rdma_source_stats(struct ferry_rdma_source *src, struct ferry_rdma_stats *out);
 
+/** ferry_rdma_source_lane_stats() - copy @lane's counters (zeros if out of range). Any thread. */
+void ferry_rdma_source_lane_stats(struct ferry_rdma_source *src, uint32_t lane,
+				  struct ferry_rdma_lane_stats *out);
+
 /**
- * ferry_rdma_source_close() - disconnect every lane, release every
- * registration and resource, free the source. Does not flush: flush first
- * if the writes matter.
+ * ferry_rdma_source_close() - end every lane normally, release every
+ * registration and resource, free the source.
+ *
+ * While the source is healthy, each connected lane first tells the
+ * destination that it ends normally (a BYE message, answered; the
+ * destination's ferry_rdma_dest_receive() then returns 0 for it), then
+ * disconnects. Does not flush: flush first if the writes matter. Waits are
+ * bounded (about 2 s for the whole close).
  *
  * Thread context: the owner, once no lane call runs. Returns 0 or the sticky
  * failure (the object is freed either way).
  */
 int ferry_rdma_source_close(struct ferry_rdma_source *src);
 
-/** ferry_rdma_source_destroy() - as close, without reporting; accepts NULL. */
+/**
+ * ferry_rdma_source_destroy() - drop every lane without the normal end (the
+ * destination sees broken lanes), release everything, free the source.
+ * Accepts NULL and a source that never connected.
+ */
 void ferry_rdma_source_destroy(struct ferry_rdma_source *src);
 
 #ifdef __cplusplus

@@ -84,6 +84,8 @@ static int take_attr(const struct ferry_rdma_source_attr *in, struct ferry_rdma_
 		a->signal_every = 16;
 	if (a->timeout_ms == 0)
 		a->timeout_ms = 10000;
+	/* The block array is copied by rdm_mem_init(); nothing of the caller's is kept. */
+	a->blocks = NULL;
 	return 0;
 }
 
@@ -107,10 +109,18 @@ int rdm_src_open_device(struct ferry_rdma_source *src, struct ibv_context *ctx)
 	 */
 	ret = rdm_mem_choose(&src->mem, &src->dev, src->attr.reg, src->attr.chunk_size,
 			     src->attr.memlock_budget, src->n_lanes,
-			     (uint64_t)src->n_lanes * RDM_CTRL_BYTES, IBV_ACCESS_LOCAL_WRITE,
-			     "source");
+			     (uint64_t)src->n_lanes * RDM_CTRL_BYTES + RDM_ZERO_BUF,
+			     IBV_ACCESS_LOCAL_WRITE, "source");
 	if (ret)
 		return ret;
+	/* Zero runs are written from this buffer; the device only ever reads it. */
+	src->zero = aligned_alloc(4096, RDM_ZERO_BUF);
+	if (!src->zero)
+		return -ENOMEM;
+	memset(src->zero, 0, RDM_ZERO_BUF);
+	src->zero_mr = ibv_reg_mr(src->dev.pd, src->zero, RDM_ZERO_BUF, 0);
+	if (!src->zero_mr)
+		return rdm_errno("%s: ibv_reg_mr of the zero buffer", src->dev.name);
 	return rdm_mem_register_blocks(&src->mem);
 }
 
@@ -238,11 +248,7 @@ static void *monitor_main(void *arg)
 int ferry_rdma_source_create(const struct ferry_rdma_source_attr *attr,
 			     struct ferry_rdma_source **out)
 {
-	struct sockaddr_storage dst, bind;
 	struct ferry_rdma_source *src;
-	const struct sockaddr *bindp = NULL;
-	int64_t t0 = rdm_now_ns(), deadline;
-	char peer[64];
 	int ret;
 
 	*out = NULL;
@@ -254,18 +260,50 @@ int ferry_rdma_source_create(const struct ferry_rdma_source_attr *attr,
 	ret = take_attr(attr, &src->attr);
 	if (ret)
 		goto err;
-	deadline = rdm_deadline(src->attr.timeout_ms);
-	src->n_lanes = src->attr.lanes;
-	src->ring_size = rdm_pow2(src->attr.max_inflight);
-	src->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	src->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
-	if (src->wake_fd < 0 || src->stop_fd < 0) {
-		ret = rdm_errno("eventfd");
-		goto err;
-	}
-	ret = rdm_mem_init(&src->mem, src->attr.blocks, src->attr.n_blocks, "source");
+	ret = rdm_mem_init(&src->mem, attr->blocks, attr->n_blocks, "source");
 	if (ret)
 		goto err;
+	src->host = strdup(attr->host);
+	src->bind_host = attr->bind_host ? strdup(attr->bind_host) : NULL;
+	src->lanes = calloc(src->attr.lanes, sizeof(*src->lanes));
+	src->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	src->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!src->host || (attr->bind_host && !src->bind_host) || !src->lanes || src->wake_fd < 0 ||
+	    src->stop_fd < 0) {
+		ret = -ENOMEM;
+		goto err;
+	}
+	src->attr.host = src->host;
+	src->attr.bind_host = src->bind_host;
+	src->n_lanes = src->attr.lanes;
+	src->ring_size = rdm_pow2(src->attr.max_inflight);
+	for (uint32_t i = 0; i < src->n_lanes; i++) {
+		src->lanes[i].src = src;
+		src->lanes[i].index = i;
+	}
+	*out = src;
+	return 0;
+
+err:
+	ferry_rdma_source_destroy(src);
+	return ret;
+}
+
+int ferry_rdma_source_connect(struct ferry_rdma_source *src)
+{
+	struct sockaddr_storage dst, bind;
+	const struct sockaddr *bindp = NULL;
+	int64_t t0 = rdm_now_ns(), deadline;
+	char peer[64] = "?";
+	int ret;
+
+	if (!src || src->connect_called)
+		return -EINVAL;
+	src->connect_called = true;
+	ret = rdm_fail_get(&src->fail);
+	if (ret)
+		return ret; /* aborted before connecting */
+	deadline = rdm_deadline(src->attr.timeout_ms);
 	ret = rdm_sockaddr(src->attr.host, src->attr.port, &dst);
 	if (ret)
 		goto err;
@@ -279,22 +317,9 @@ int ferry_rdma_source_create(const struct ferry_rdma_source_attr *attr,
 				       rdm_remaining_ms(deadline), &bind) == 1) {
 		bindp = (struct sockaddr *)&bind;
 	}
-	/* Only the call's pointers: the strings and the block array are not kept. */
-	src->attr.host = src->attr.bind_host = NULL;
-	src->attr.blocks = NULL;
-
 	src->ch = rdm_cm_channel(&ret);
 	if (!src->ch)
 		goto err;
-	src->lanes = calloc(src->n_lanes, sizeof(*src->lanes));
-	if (!src->lanes) {
-		ret = -ENOMEM;
-		goto err;
-	}
-	for (uint32_t i = 0; i < src->n_lanes; i++) {
-		src->lanes[i].src = src;
-		src->lanes[i].index = i;
-	}
 	for (uint32_t i = 0; i < src->n_lanes; i++) {
 		ret = rdm_lane_connect(&src->lanes[i], (struct sockaddr *)&dst, bindp, deadline);
 		if (ret)
@@ -316,30 +341,53 @@ int ferry_rdma_source_create(const struct ferry_rdma_source_attr *attr,
 		 src->n_lanes, peer, src->dev.name, src->connect_ns / 1e6,
 		 ferry_rdma_reg_name(src->mem.reg), ferry_rdma_reg_name(src->peer_reg), src->max_wr,
 		 src->ring_size);
-	*out = src;
 	return 0;
 
 err:
-	/* A failure recorded on the way (a lane's) is the better error. */
+	/* A failure recorded on the way (a lane's, an abort) is the better error. */
 	if (rdm_fail_get(&src->fail) && ret != FERRY_ENORDMA)
-		ret = rdm_fail_get(&src->fail);
-	ferry_rdma_source_destroy(src);
+		return rdm_fail_get(&src->fail);
+	/* Sticky from now on (already logged where it happened): only close/destroy may follow. */
+	rdm_fail_note(&src->fail, ret, "connect to %s failed", peer);
 	return ret;
+}
+
+void ferry_rdma_source_abort(struct ferry_rdma_source *src)
+{
+	if (src)
+		rdm_src_fail(src, -ECANCELED, "source aborted");
+}
+
+/* Lanes exist (for the unplaced set) before connect, but carry nothing until it succeeded. */
+static int lane_ready(struct ferry_rdma_source *src, uint32_t lane)
+{
+	if (!src || lane >= src->n_lanes)
+		return -EINVAL;
+	if (!src->monitor_running) {
+		int err = rdm_fail_get(&src->fail);
+
+		return err ? err : -ENOTCONN;
+	}
+	return 0;
 }
 
 int ferry_rdma_source_write(struct ferry_rdma_source *src, uint32_t lane,
 			    const struct ferry_rdma_run *runs, size_t n)
 {
-	if (!src || lane >= src->n_lanes || (n && !runs))
+	int ret = lane_ready(src, lane);
+
+	if (ret)
+		return ret;
+	if (n && !runs)
 		return -EINVAL;
 	return rdm_lane_write(&src->lanes[lane], runs, n);
 }
 
 int ferry_rdma_source_flush(struct ferry_rdma_source *src, uint32_t lane, uint64_t tag)
 {
-	if (!src || lane >= src->n_lanes)
-		return -EINVAL;
-	return rdm_lane_flush(&src->lanes[lane], tag);
+	int ret = lane_ready(src, lane);
+
+	return ret ? ret : rdm_lane_flush(&src->lanes[lane], tag);
 }
 
 ssize_t ferry_rdma_source_unplaced(struct ferry_rdma_source *src, uint32_t lane,
@@ -377,7 +425,25 @@ void ferry_rdma_source_stats(struct ferry_rdma_source *src, struct ferry_rdma_st
 		out->signaled += rdm_read(&l->signaled);
 		out->flushes += rdm_read(&l->flushes);
 		out->remote_reg_requests += rdm_read(&l->remote_regs);
+		out->zero_bytes += rdm_read(&l->zero_bytes);
 	}
+}
+
+void ferry_rdma_source_lane_stats(struct ferry_rdma_source *src, uint32_t lane,
+				  struct ferry_rdma_lane_stats *out)
+{
+	struct rdm_lane *l;
+
+	memset(out, 0, sizeof(*out));
+	if (!src || lane >= src->n_lanes)
+		return;
+	l = &src->lanes[lane];
+	out->bytes = rdm_read(&l->bytes);
+	out->zero_bytes = rdm_read(&l->zero_bytes);
+	out->writes = rdm_read(&l->writes);
+	out->signaled = rdm_read(&l->signaled);
+	out->flushes = rdm_read(&l->flushes);
+	out->last_tag = rdm_read(&l->last_tag);
 }
 
 /* Disconnect the connected lanes and wait (bounded) for the handshakes. */
@@ -410,6 +476,18 @@ static void disconnect_all(struct ferry_rdma_source *src)
 		rdm_dbg("source: %u lanes did not confirm the disconnect", waiting);
 }
 
+/* Tell the destination that each healthy lane ends normally (answered, bounded). */
+static void say_bye(struct ferry_rdma_source *src)
+{
+	src->attr.timeout_ms = RDM_CLOSE_WAIT_MS;
+	for (uint32_t i = 0; i < src->n_lanes && !rdm_fail_get(&src->fail); i++) {
+		struct rdm_msg m = {.type = RDM_MSG_BYE_REQ};
+
+		if (src->lanes[i].connected)
+			rdm_lane_call(&src->lanes[i], &m, RDM_MSG_BYE);
+	}
+}
+
 static void source_free(struct ferry_rdma_source *src)
 {
 	uint64_t one = 1;
@@ -426,12 +504,17 @@ static void source_free(struct ferry_rdma_source *src)
 		free(src->lanes[i].unposted);
 	}
 	free(src->lanes);
+	if (src->zero_mr && ibv_dereg_mr(src->zero_mr))
+		rdm_err("%s: ibv_dereg_mr of the zero buffer failed", src->dev.name);
+	free(src->zero);
 	if (src->dev_open) {
 		rdm_mem_fini(&src->mem);
 		rdm_dev_close(&src->dev);
 	} else {
 		free(src->mem.blocks);
 	}
+	free(src->host);
+	free(src->bind_host);
 	if (src->ch)
 		rdma_destroy_event_channel(src->ch);
 	free(src->table);
@@ -449,6 +532,8 @@ int ferry_rdma_source_close(struct ferry_rdma_source *src)
 
 	if (!src)
 		return -EINVAL;
+	if (src->monitor_running)
+		say_bye(src);
 	err = rdm_fail_get(&src->fail);
 	source_free(src);
 	return err;

@@ -179,6 +179,52 @@ static void retire_to(struct rdm_lane *l, uint64_t upto)
 	}
 }
 
+/* Is @m the answer for chunk @e? (The destination is checked like any peer.) */
+static int check_reg(struct rdm_lane *l, const struct rdm_msg *m, const struct rdm_centry *e)
+{
+	struct ferry_rdma_source *src = l->src;
+	const struct rdm_table_entry *t = &src->table[e->block];
+
+	if (m->status != RDM_ST_OK)
+		return rdm_src_fail(
+		    src, -EREMOTEIO,
+		    "lane %u: the destination refused to register block %u chunk %lu "
+		    "(status %u)",
+		    l->index, e->block, (unsigned long)e->chunk, m->status);
+	if (m->u.chunk.block != e->block || m->u.chunk.chunk != e->chunk ||
+	    m->u.chunk.addr != t->addr + e->start || m->u.chunk.length != e->len ||
+	    !m->u.chunk.rkey)
+		return rdm_src_fail(
+		    src, FERRY_EBADSTREAM,
+		    "lane %u: the destination registered block %u chunk %lu as %u/%lu "
+		    "at 0x%lx+%lu, not the chunk asked for",
+		    l->index, e->block, (unsigned long)e->chunk, m->u.chunk.block,
+		    (unsigned long)m->u.chunk.chunk, (unsigned long)m->u.chunk.addr,
+		    (unsigned long)m->u.chunk.length);
+	return 0;
+}
+
+/* The answer to a registration asked for ahead of need: fill its entry. */
+static bool take_pending(struct rdm_lane *l, const struct rdm_msg *m, int *ret)
+{
+	for (uint32_t i = 0; i < l->n_pend; i++) {
+		struct rdm_centry *e = l->pend[i].e;
+
+		if (l->pend[i].req != m->req)
+			continue;
+		l->pend[i] = l->pend[--l->n_pend];
+		*ret = check_reg(l, m, e);
+		if (!*ret) {
+			e->raddr = m->u.chunk.addr;
+			e->rkey = m->u.chunk.rkey;
+			e->pending = false;
+			e->refs--;
+		}
+		return true;
+	}
+	return false;
+}
+
 static int handle_reply(struct rdm_lane *l, uint32_t slot, uint32_t len)
 {
 	struct ferry_rdma_source *src = l->src;
@@ -199,7 +245,10 @@ static int handle_reply(struct rdm_lane *l, uint32_t slot, uint32_t len)
 		return rdm_src_fail(src, FERRY_EBADSTREAM, "lane %u: unsolicited %s", l->index,
 				    rdm_msg_name(m.type));
 	l->outstanding--;
-	if (!l->await_done && m.req == l->await_req) {
+	if (m.type == RDM_MSG_REG && take_pending(l, &m, &ret)) {
+		if (ret)
+			return ret;
+	} else if (!l->await_done && m.req == l->await_req) {
 		l->await_msg = m;
 		memcpy(l->await_buf, buf, len);
 		l->await_done = true;
@@ -495,15 +544,81 @@ static int local_key(struct rdm_lane *l, uint32_t block, uint64_t pos, uint64_t 
 	return 0;
 }
 
-/* As local_key() for the destination's side: a CHUNKED destination registers on request. */
+/*
+ * Ask the destination to register chunk @c of @block for this lane. The
+ * entry is pending (and pinned by a reference) until the answer comes;
+ * take_pending() fills it in.
+ */
+static int ask_reg(struct rdm_lane *l, uint32_t block, uint64_t c, struct rdm_centry **out)
+{
+	struct ferry_rdma_source *src = l->src;
+	const struct rdm_table_entry *t = &src->table[block];
+	struct rdm_msg m = {.type = RDM_MSG_REG_REQ};
+	struct rdm_centry *e;
+	int ret;
+
+	e = rdm_cmap_insert(&l->rcache, block, c);
+	e->start = c * src->peer_chunk;
+	e->len = t->length - e->start < src->peer_chunk ? t->length - e->start : src->peer_chunk;
+	e->pending = true;
+	e->refs = 1;
+	m.u.chunk.block = block;
+	m.u.chunk.chunk = c;
+	ret = send_request(l, &m);
+	if (ret) {
+		rdm_cmap_remove(&l->rcache, e);
+		return ret;
+	}
+	/* Every pending registration is an outstanding request: never more than the credits. */
+	l->pend[l->n_pend].req = m.req;
+	l->pend[l->n_pend].e = e;
+	l->n_pend++;
+	rdm_add(&l->remote_regs, 1);
+	*out = e;
+	return 0;
+}
+
+/*
+ * While a lane waits for one registration anyway, ask for the chunks the
+ * rest of its runs will need, into free cache slots only (never evicting for
+ * a guess), keeping credits for the lane's other requests.
+ */
+static void ask_ahead(struct rdm_lane *l)
+{
+	struct ferry_rdma_source *src = l->src;
+	unsigned scanned = 0;
+
+	for (size_t i = 0; i < l->n_ahead; i++) {
+		const struct ferry_rdma_run *r = &l->ahead[i];
+		uint64_t last = (r->offset + r->length - 1) / src->peer_chunk;
+
+		for (uint64_t c = r->offset / src->peer_chunk; c <= last; c++) {
+			struct rdm_centry *e;
+
+			if (++scanned > 64 || rdm_cmap_full(&l->rcache) ||
+			    l->n_pend >= RDM_CTRL_DEPTH / 2 || l->outstanding >= RDM_CTRL_DEPTH - 2)
+				return;
+			if (rdm_cmap_find(&l->rcache, r->block, c))
+				continue;
+			if (ask_reg(l, r->block, c, &e))
+				return;
+		}
+	}
+}
+
+/*
+ * As local_key() for the destination's side: a CHUNKED destination registers
+ * a chunk when the lane asks (REG_REQ), and drops one (UNREG_REQ) when the lane
+ * needs the room, once no write of the lane uses it. -EAGAIN when every
+ * cached chunk is in use or still being registered.
+ */
 static int remote_key(struct rdm_lane *l, uint32_t block, uint64_t pos, uint64_t *end,
 		      uint32_t *rkey, struct rdm_centry **ce)
 {
 	struct ferry_rdma_source *src = l->src;
 	const struct rdm_table_entry *t = &src->table[block];
 	struct rdm_centry *e;
-	struct rdm_msg m;
-	uint64_t c, start, len;
+	uint64_t c;
 	int ret;
 
 	*ce = NULL;
@@ -517,12 +632,11 @@ static int remote_key(struct rdm_lane *l, uint32_t block, uint64_t pos, uint64_t
 	if (!e) {
 		if (rdm_cmap_full(&l->rcache)) {
 			struct rdm_centry *v = rdm_cmap_victim(&l->rcache);
+			struct rdm_msg m = {.type = RDM_MSG_UNREG_REQ};
 
 			if (!v)
 				return -EAGAIN;
 			/* No write uses it any more (refs 0): the destination may drop it. */
-			memset(&m, 0, sizeof(m));
-			m.type = RDM_MSG_UNREG_REQ;
 			m.u.chunk.block = v->block;
 			m.u.chunk.chunk = v->chunk;
 			rdm_cmap_remove(&l->rcache, v);
@@ -530,31 +644,19 @@ static int remote_key(struct rdm_lane *l, uint32_t block, uint64_t pos, uint64_t
 			if (ret)
 				return ret;
 		}
-		start = c * src->peer_chunk;
-		len = t->length - start < src->peer_chunk ? t->length - start : src->peer_chunk;
-		memset(&m, 0, sizeof(m));
-		m.type = RDM_MSG_REG_REQ;
-		m.u.chunk.block = block;
-		m.u.chunk.chunk = c;
-		ret = rdm_lane_call(l, &m, RDM_MSG_REG);
+		ret = ask_reg(l, block, c, &e);
 		if (ret)
 			return ret;
-		rdm_add(&l->remote_regs, 1);
-		m = l->await_msg;
-		if (m.u.chunk.block != block || m.u.chunk.chunk != c ||
-		    m.u.chunk.addr != t->addr + start || m.u.chunk.length != len || !m.u.chunk.rkey)
-			return rdm_src_fail(
-			    src, FERRY_EBADSTREAM,
-			    "lane %u: the destination registered block %u chunk %lu "
-			    "as %u/%lu at 0x%lx+%lu, not the chunk asked for",
-			    l->index, block, (unsigned long)c, m.u.chunk.block,
-			    (unsigned long)m.u.chunk.chunk, (unsigned long)m.u.chunk.addr,
-			    (unsigned long)m.u.chunk.length);
-		e = rdm_cmap_insert(&l->rcache, block, c);
-		e->start = start;
-		e->len = len;
-		e->raddr = m.u.chunk.addr;
-		e->rkey = m.u.chunk.rkey;
+		ask_ahead(l);
+	}
+	if (e->pending) {
+		int64_t deadline = wait_deadline(l);
+
+		ret = post_pending(l);
+		while (!ret && e->pending)
+			ret = lane_poll(l, deadline);
+		if (ret)
+			return ret;
 	}
 	e->refs++;
 	*rkey = e->rkey;
@@ -591,7 +693,9 @@ static int build_write(struct rdm_lane *l, const struct ferry_rdma_run *r, uint6
 			return ret;
 	}
 	while ((ret = remote_key(l, r->block, *pos, &rend, &rkey, &rce)) == -EAGAIN) {
-		ret = drain(l);
+		/* Registrations on their way free a slot when they land; else wait for the writes.
+		 */
+		ret = l->n_pend ? lane_poll(l, wait_deadline(l)) : drain(l);
 		if (ret)
 			return ret;
 	}
@@ -604,7 +708,16 @@ static int build_write(struct rdm_lane *l, const struct ferry_rdma_run *r, uint6
 	s = &l->ring[l->head & l->ring_mask];
 	s->rc = rce;
 	s->nlc = 0;
-	for (p = *pos; p < wr_end && n < max_sge;) {
+	/* Zeros come from the zero buffer, as many entries of it as the write allows. */
+	for (p = *pos; (r->flags & FERRY_RDMA_RUN_ZERO) && p < wr_end && n < max_sge; n++) {
+		uint64_t seg = wr_end - p < RDM_ZERO_BUF ? wr_end - p : RDM_ZERO_BUF;
+
+		l->sge[l->nwr][n].addr = (uintptr_t)src->zero;
+		l->sge[l->nwr][n].length = (uint32_t)seg;
+		l->sge[l->nwr][n].lkey = src->zero_mr->lkey;
+		p += seg;
+	}
+	for (; !(r->flags & FERRY_RDMA_RUN_ZERO) && p < wr_end && n < max_sge;) {
 		ret = local_key(l, r->block, p, &lend, &lkey, &lce);
 		if (ret == -EAGAIN) {
 			if (n)
@@ -629,6 +742,7 @@ static int build_write(struct rdm_lane *l, const struct ferry_rdma_run *r, uint6
 	wr_end = p;
 
 	s->block = r->block;
+	s->flags = r->flags;
 	s->offset = *pos;
 	s->length = (uint32_t)(wr_end - *pos);
 	wr = &l->wr[l->nwr];
@@ -648,6 +762,8 @@ static int build_write(struct rdm_lane *l, const struct ferry_rdma_run *r, uint6
 	l->head++;
 	l->nwr++;
 	rdm_add(&l->bytes, s->length);
+	if (r->flags & FERRY_RDMA_RUN_ZERO)
+		rdm_add(&l->zero_bytes, s->length);
 	rdm_add(&l->writes, 1);
 	*pos = wr_end;
 	if (l->nwr == RDM_BATCH)
@@ -700,12 +816,13 @@ int rdm_lane_write(struct rdm_lane *l, const struct ferry_rdma_run *runs, size_t
 		const struct ferry_rdma_run *r = &runs[i];
 
 		if (r->block >= src->mem.n_blocks || !r->length ||
+		    (r->flags & ~FERRY_RDMA_RUN_ZERO) ||
 		    r->offset > src->mem.blocks[r->block].length ||
 		    r->length > src->mem.blocks[r->block].length - r->offset) {
-			rdm_err(
-			    "lane %u: run %zu (block %u, offset %lu, %lu bytes) is out of bounds",
-			    l->index, i, r->block, (unsigned long)r->offset,
-			    (unsigned long)r->length);
+			rdm_err("lane %u: run %zu (block %u, offset %lu, %lu bytes, flags 0x%x) is "
+				"out of bounds or has unknown flags",
+				l->index, i, r->block, (unsigned long)r->offset,
+				(unsigned long)r->length, r->flags);
 			return -EINVAL;
 		}
 	}
@@ -717,14 +834,21 @@ int rdm_lane_write(struct rdm_lane *l, const struct ferry_rdma_run *runs, size_t
 	for (i = 0; i < n; i++) {
 		uint64_t pos = runs[i].offset, end = runs[i].offset + runs[i].length;
 
+		/* The caller's runs, for asking ahead; never kept beyond this call. */
+		l->ahead = &runs[i];
+		l->n_ahead = n - i;
 		while (pos < end) {
 			ret = build_write(l, &runs[i], &pos);
 			if (ret) {
+				l->ahead = NULL;
+				l->n_ahead = 0;
 				keep_unposted(l, &runs[i], n - i, pos);
 				return ret;
 			}
 		}
 	}
+	l->ahead = NULL;
+	l->n_ahead = 0;
 	/* A failure here leaves the batch's slots in the ring: they are in the unplaced set. */
 	return post_pending(l);
 }
@@ -758,6 +882,7 @@ int rdm_lane_flush(struct rdm_lane *l, uint64_t tag)
 			return ret;
 	}
 	rdm_add(&l->flushes, 1);
+	atomic_store_explicit(&l->last_tag, tag, memory_order_relaxed);
 	return 0;
 }
 
@@ -769,8 +894,10 @@ ssize_t rdm_lane_unplaced(struct rdm_lane *l, struct ferry_rdma_run *out, size_t
 		const struct rdm_slot *s = &l->ring[p & l->ring_mask];
 
 		if (n < cap)
-			out[n] = (struct ferry_rdma_run){
-			    .block = s->block, .offset = s->offset, .length = s->length};
+			out[n] = (struct ferry_rdma_run){.block = s->block,
+							 .flags = s->flags,
+							 .offset = s->offset,
+							 .length = s->length};
 	}
 	for (size_t i = 0; i < l->n_unposted; i++, n++)
 		if (n < cap)

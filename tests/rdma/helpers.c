@@ -79,6 +79,20 @@ void rt_env_or_skip(struct rt_env *env)
 	cr_skip_test("%d RDMA device(s), none with an active port and an IPv4 address", n);
 }
 
+int rt_source_open(const struct ferry_rdma_source_attr *attr, struct ferry_rdma_source **out)
+{
+	int ret = ferry_rdma_source_create(attr, out);
+
+	if (ret)
+		return ret;
+	ret = ferry_rdma_source_connect(*out);
+	if (ret) {
+		ferry_rdma_source_destroy(*out);
+		*out = NULL;
+	}
+	return ret;
+}
+
 void rt_require_rig(void)
 {
 	if (!getenv("RIG_IP") || geteuid() != 0)

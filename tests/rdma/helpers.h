@@ -30,6 +30,9 @@ void rt_env_or_skip(struct rt_env *env);
 /* Destructive fault injection only inside the soft-RoCE rig (RIG_IP set) as root; else skip. */
 void rt_require_rig(void);
 
+/* ferry_rdma_source_create() then _connect(); on failure nothing is left and *@out is NULL. */
+int rt_source_open(const struct ferry_rdma_source_attr *attr, struct ferry_rdma_source **out);
+
 /* Route ferry's log to stderr (once per test process). */
 void rt_log_stderr(void);
 

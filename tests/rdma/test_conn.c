@@ -9,7 +9,9 @@
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <errno.h>
+#include <pthread.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ferry/error.h>
 #include <ferry/rdma.h>
@@ -80,7 +82,7 @@ Test(rdma_conn, foreign_id_rejected, .timeout = 60)
 	pair_dest(&p, 2, FERRY_RDMA_REG_PIN_ALL, 1 * MIB);
 	rt_id(p.sa.id, 2); /* another migration's id */
 	t0 = rt_now_ms();
-	ret = ferry_rdma_source_create(&p.sa, &src);
+	ret = rt_source_open(&p.sa, &src);
 	cr_assert_eq(ret, -ECONNREFUSED, "a foreign source got %s", ferry_strerror(ret));
 	cr_assert_null(src);
 	cr_assert_lt(rt_now_ms() - t0, 3000, "refusal took %.0f ms", rt_now_ms() - t0);
@@ -89,7 +91,7 @@ Test(rdma_conn, foreign_id_rejected, .timeout = 60)
 	cr_assert_eq(ferry_rdma_dest_accept(p.dst, 100), -ETIMEDOUT);
 
 	rt_id(p.sa.id, 1);
-	ret = ferry_rdma_source_create(&p.sa, &src);
+	ret = rt_source_open(&p.sa, &src);
 	cr_assert_eq(ret, 0, "the right source: %s", ferry_strerror(ret));
 	cr_assert_eq(ferry_rdma_dest_accept(p.dst, 5000), 0);
 	write_all(src, &p);
@@ -104,7 +106,7 @@ Test(rdma_conn, lane_count_mismatch_rejected, .timeout = 60)
 
 	pair_dest(&p, 2, FERRY_RDMA_REG_PIN_ALL, 1 * MIB);
 	p.sa.lanes = 3;
-	cr_assert_eq(ferry_rdma_source_create(&p.sa, &src), -ECONNREFUSED);
+	cr_assert_eq(rt_source_open(&p.sa, &src), -ECONNREFUSED);
 	pair_free(&p);
 }
 
@@ -114,9 +116,9 @@ Test(rdma_conn, second_source_rejected, .timeout = 60)
 	struct pair p = {0};
 
 	pair_dest(&p, 1, FERRY_RDMA_REG_PIN_ALL, 1 * MIB);
-	cr_assert_eq(ferry_rdma_source_create(&p.sa, &a), 0);
+	cr_assert_eq(rt_source_open(&p.sa, &a), 0);
 	/* Same id, same lane: the lane is taken. */
-	cr_assert_eq(ferry_rdma_source_create(&p.sa, &b), -ECONNREFUSED);
+	cr_assert_eq(rt_source_open(&p.sa, &b), -ECONNREFUSED);
 	write_all(a, &p);
 	cr_assert_eq(ferry_rdma_source_close(a), 0);
 	pair_free(&p);
@@ -131,7 +133,7 @@ Test(rdma_conn, block_mismatch, .timeout = 60)
 	pair_dest(&p, 1, FERRY_RDMA_REG_PIN_ALL, 1 * MIB);
 	other = (struct ferry_rdma_block){p.sb.host, p.sb.length / 2};
 	p.sa.blocks = &other;
-	cr_assert_eq(ferry_rdma_source_create(&p.sa, &src), FERRY_EMISMATCH);
+	cr_assert_eq(rt_source_open(&p.sa, &src), FERRY_EMISMATCH);
 	pair_free(&p);
 }
 
@@ -153,7 +155,7 @@ Test(rdma_conn, nothing_listening, .timeout = 60)
 	sa.n_blocks = 1;
 	sa.timeout_ms = 1500;
 	t0 = rt_now_ms();
-	ret = ferry_rdma_source_create(&sa, &src);
+	ret = rt_source_open(&sa, &src);
 	ms = rt_now_ms() - t0;
 	cr_assert_eq(ret, -ECONNREFUSED, "got %s", ferry_strerror(ret));
 	cr_assert_lt(ms, 4000, "took %.0f ms", ms);
@@ -181,7 +183,7 @@ Test(rdma_conn, no_route, .timeout = 60)
 	sa.n_blocks = 1;
 	sa.timeout_ms = 3000;
 	t0 = rt_now_ms();
-	ret = ferry_rdma_source_create(&sa, &src);
+	ret = rt_source_open(&sa, &src);
 	ms = rt_now_ms() - t0;
 	cr_assert(ret == -ENETUNREACH || ret == -EHOSTUNREACH || ret == FERRY_ENORDMA, "got %s",
 		  ferry_strerror(ret));
@@ -211,7 +213,7 @@ Test(rdma_conn, peer_absent, .timeout = 60)
 	sa.n_blocks = 1;
 	sa.timeout_ms = 2000;
 	t0 = rt_now_ms();
-	ret = ferry_rdma_source_create(&sa, &src);
+	ret = rt_source_open(&sa, &src);
 	ms = rt_now_ms() - t0;
 	cr_assert(ret == -EHOSTUNREACH || ret == -ETIMEDOUT || ret == -ENETUNREACH, "got %s",
 		  ferry_strerror(ret));
@@ -254,7 +256,7 @@ static void res_gone(enum ferry_rdma_reg reg)
 	cr_assert_eq(res_all(), 0, "resources before anything was opened");
 	pair_dest(&p, 2, reg, 4 * MIB);
 	cr_assert_gt(rt_res_count("pd"), 0, "the destination holds a protection domain");
-	cr_assert_eq(ferry_rdma_source_create(&p.sa, &src), 0);
+	cr_assert_eq(rt_source_open(&p.sa, &src), 0);
 	cr_assert_eq(ferry_rdma_dest_accept(p.dst, 5000), 0);
 	write_all(src, &p);
 	cr_assert_geq(rt_res_count("mr"), 2 + 4, "registrations of both sides are listed");
@@ -287,7 +289,7 @@ Test(rdma_conn, destination_closes, .timeout = 60)
 	int ret;
 
 	pair_dest(&p, 1, FERRY_RDMA_REG_PIN_ALL, 2 * MIB);
-	cr_assert_eq(ferry_rdma_source_create(&p.sa, &src), 0);
+	cr_assert_eq(rt_source_open(&p.sa, &src), 0);
 	write_all(src, &p);
 	cr_assert_eq(ferry_rdma_dest_close(p.dst), 0);
 	p.dst = NULL;
@@ -301,5 +303,136 @@ Test(rdma_conn, destination_closes, .timeout = 60)
 	cr_assert_eq(ferry_rdma_source_status(src, why, sizeof(why)), ret);
 	cr_log_info("after the destination closed: %s (%s)", ferry_strerror(ret), why);
 	cr_assert_eq(ferry_rdma_source_close(src), ret);
+	pair_free(&p);
+}
+
+struct aborter {
+	struct ferry_rdma_source *src;
+	struct ferry_rdma_dest *dst;
+	int delay_ms;
+};
+
+static void *abort_later(void *a)
+{
+	struct aborter *ab = a;
+
+	usleep((useconds_t)ab->delay_ms * 1000);
+	if (ab->src)
+		ferry_rdma_source_abort(ab->src);
+	if (ab->dst)
+		ferry_rdma_dest_abort(ab->dst);
+	return NULL;
+}
+
+/* Connecting to a port nobody listens on retries until the timeout; an abort ends it at once. */
+Test(rdma_conn, abort_cuts_connect_short, .timeout = 60)
+{
+	struct ferry_rdma_source_attr sa;
+	struct ferry_rdma_source *src = NULL;
+	struct ferry_rdma_block b;
+	struct aborter ab = {.delay_ms = 300};
+	struct rt_env env;
+	pthread_t th;
+	double t0;
+
+	rt_env_or_skip(&env);
+	b = (struct ferry_rdma_block){rt_map(MIB), MIB};
+	ferry_rdma_source_attr_init(&sa);
+	sa.host = env.ip;
+	sa.port = 47998;
+	sa.blocks = &b;
+	sa.n_blocks = 1;
+	sa.timeout_ms = 20000;
+	cr_assert_eq(ferry_rdma_source_create(&sa, &src), 0, "create does no I/O");
+	ab.src = src;
+	cr_assert_eq(pthread_create(&th, NULL, abort_later, &ab), 0);
+	t0 = rt_now_ms();
+	cr_assert_eq(ferry_rdma_source_connect(src), -ECANCELED);
+	cr_assert_lt(rt_now_ms() - t0, 2000, "the abort took %.0f ms", rt_now_ms() - t0);
+	pthread_join(th, NULL);
+	cr_assert_eq(ferry_rdma_source_connect(src), -EINVAL, "connect is once");
+	cr_assert_eq(ferry_rdma_source_write(src, 0, NULL, 0), -ECANCELED);
+	cr_assert_eq(ferry_rdma_source_close(src), -ECANCELED);
+	rt_unmap(b.host, b.length);
+}
+
+Test(rdma_conn, dest_abort_wakes_every_wait, .timeout = 60)
+{
+	struct aborter ab = {.delay_ms = 300};
+	struct pair p = {0};
+	uint64_t tag;
+	pthread_t th;
+	double t0;
+
+	pair_dest(&p, 2, FERRY_RDMA_REG_PIN_ALL, 1 * MIB);
+	ab.dst = p.dst;
+	cr_assert_eq(pthread_create(&th, NULL, abort_later, &ab), 0);
+	t0 = rt_now_ms();
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 1, 0, &tag, -1), -ECANCELED);
+	cr_assert_lt(rt_now_ms() - t0, 2000);
+	pthread_join(th, NULL);
+	cr_assert_eq(ferry_rdma_dest_accept(p.dst, -1), -ECANCELED);
+	cr_assert_eq(ferry_rdma_dest_wait_flush(p.dst, 1, -1), -ECANCELED);
+	cr_assert_eq(ferry_rdma_dest_close(p.dst), -ECANCELED);
+	p.dst = NULL;
+	pair_free(&p);
+}
+
+/* The destination's per-lane view: sync points as they come, then the normal end. */
+Test(rdma_conn, receive_per_lane_and_normal_end, .timeout = 60)
+{
+	struct ferry_rdma_source *src = NULL;
+	struct ferry_rdma_lane_stats ls;
+	struct ferry_rdma_run r = {.block = 0, .offset = 0, .length = 256 * 1024};
+	struct pair p = {0};
+	uint64_t tag = 0;
+
+	pair_dest(&p, 2, FERRY_RDMA_REG_PIN_ALL, 1 * MIB);
+	cr_assert_eq(rt_source_open(&p.sa, &src), 0);
+	cr_assert_eq(ferry_rdma_dest_accept(p.dst, 5000), 0);
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 0, 0, &tag, 100), -ETIMEDOUT);
+
+	cr_assert_eq(ferry_rdma_source_write(src, 0, &r, 1), 0);
+	cr_assert_eq(ferry_rdma_source_flush(src, 0, 1), 0);
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 0, 0, &tag, 5000), 1);
+	cr_assert_eq(tag, 1);
+	cr_assert_eq(memcmp(p.sb.host, p.db.host, r.length), 0, "placed when reported");
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 0, 1, &tag, 100), -ETIMEDOUT);
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 1, 0, &tag, 100), -ETIMEDOUT,
+		     "lane 1: nothing");
+	/* Two flushes before the receiver looks: folded into the newest. */
+	r.offset = MIB / 2;
+	cr_assert_eq(ferry_rdma_source_write(src, 1, &r, 1), 0);
+	cr_assert_eq(ferry_rdma_source_flush(src, 1, 1), 0);
+	cr_assert_eq(ferry_rdma_source_flush(src, 1, 2), 0);
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 1, 0, &tag, 5000), 1);
+	cr_assert_eq(tag, 2);
+	ferry_rdma_source_lane_stats(src, 1, &ls);
+	cr_assert(ls.flushes == 2 && ls.last_tag == 2 && ls.bytes == r.length && ls.writes >= 1);
+	ferry_rdma_dest_lane_stats(p.dst, 1, &ls);
+	cr_assert(ls.flushes == 2 && ls.last_tag == 2);
+
+	cr_assert_eq(ferry_rdma_source_close(src), 0);
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 0, 1, &tag, 5000), 0, "lane 0 ended normally");
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 1, 2, &tag, 5000), 0, "lane 1 ended normally");
+	cr_assert_eq(ferry_rdma_dest_status(p.dst, NULL, 0), 0);
+	pair_free(&p);
+}
+
+/* A source that goes away without the normal end: its lanes are broken, not ended. */
+Test(rdma_conn, lanes_dropped_without_end, .timeout = 60)
+{
+	struct ferry_rdma_source *src = NULL;
+	struct pair p = {0};
+	uint64_t tag = 0;
+
+	pair_dest(&p, 2, FERRY_RDMA_REG_PIN_ALL, 1 * MIB);
+	cr_assert_eq(rt_source_open(&p.sa, &src), 0);
+	cr_assert_eq(ferry_rdma_dest_accept(p.dst, 5000), 0);
+	write_all(src, &p);
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 0, 0, &tag, 5000), 1);
+	ferry_rdma_source_destroy(src);
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 0, 1, &tag, 5000), -ECONNRESET);
+	cr_assert_eq(ferry_rdma_dest_receive(p.dst, 1, 0, &tag, 5000), -ECONNRESET);
 	pair_free(&p);
 }

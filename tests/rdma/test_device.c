@@ -138,7 +138,7 @@ Test(rdma_device, stats_name_the_device, .timeout = 60)
 	sa.blocks = &b;
 	sa.n_blocks = 1;
 	sa.numa_node = env.dev.numa_node;
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), 0);
+	cr_assert_eq(rt_source_open(&sa, &src), 0);
 	ferry_rdma_source_stats(src, &s);
 	ferry_rdma_dest_stats(dst, &d);
 	cr_assert_str_eq(s.device, env.dev.name);

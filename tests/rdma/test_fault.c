@@ -93,7 +93,7 @@ static void fault_start(struct fault *f)
 	sa.reg = FERRY_RDMA_REG_PIN_ALL;
 	sa.timeout_ms = 5000;
 	sa.ack_timeout = 14; /* 67 ms a try: a dead peer shows within about half a second */
-	ret = ferry_rdma_source_create(&sa, &f->src);
+	ret = rt_source_open(&sa, &f->src);
 	cr_assert_eq(ret, 0, "source_create: %s", ferry_strerror(ret));
 	cr_assert_eq(ferry_rdma_dest_accept(f->dst, 5000), 0);
 	rt_plan_make(&f->plan, &f->sb, 1, LANES, 32, 0, 5);

@@ -115,7 +115,7 @@ Test(rdma_hostile, requests_checked_against_blocks_and_budget, .timeout = 60)
 	rt_id(sa.id, 6);
 	sa.blocks = &sb;
 	sa.n_blocks = 1;
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), 0);
+	cr_assert_eq(rt_source_open(&sa, &src), 0);
 	l = &src->lanes[0];
 
 	cr_assert_eq(reg(l, RDM_MSG_REG_REQ, 1, 0, &r), RDM_ST_RANGE, "block out of range");

@@ -78,7 +78,7 @@ Test(rdma_memlock, pin_all_beyond_the_limit_refused, .timeout = 60)
 	sa.blocks = &b;
 	sa.n_blocks = 1;
 	sa.reg = FERRY_RDMA_REG_PIN_ALL;
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), -ENOMEM);
+	cr_assert_eq(rt_source_open(&sa, &src), -ENOMEM);
 	cr_assert_eq(ferry_rdma_dest_close(dst), 0);
 	rt_unmap(b.host, REGION);
 }
@@ -169,7 +169,7 @@ Test(rdma_memlock, auto_goes_chunked_within_the_limit, .timeout = 120)
 	sa.lanes = 2;
 	sa.blocks = &sb;
 	sa.n_blocks = 1;
-	ret = ferry_rdma_source_create(&sa, &src);
+	ret = rt_source_open(&sa, &src);
 	cr_assert_eq(ret, 0, "source_create: %s", ferry_strerror(ret));
 	rt_plan_make(&plan, &sb, 1, 2, 64, 5, 8);
 	t0 = rt_now_ms();

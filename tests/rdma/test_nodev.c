@@ -84,7 +84,7 @@ Test(rdma_nodev, source_create, .timeout = 30)
 	sa.n_blocks = 1;
 	sa.lanes = 4;
 	t0 = rt_now_ms();
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), FERRY_ENORDMA);
+	cr_assert_eq(rt_source_open(&sa, &src), FERRY_ENORDMA);
 	cr_assert_lt(rt_now_ms() - t0, 1000);
 	cr_assert_null(src);
 	cr_assert_eq(count_fds(), fds);
@@ -108,26 +108,26 @@ Test(rdma_attr, bad_attributes_refused)
 	sa.n_blocks = 1;
 
 	sa.retry_cnt = 7; /* rxe: forever */
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), -EINVAL);
+	cr_assert_eq(rt_source_open(&sa, &src), -EINVAL);
 	sa.retry_cnt = 6;
 	sa.lanes = 0;
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), -EINVAL);
+	cr_assert_eq(rt_source_open(&sa, &src), -EINVAL);
 	sa.lanes = FERRY_RDMA_MAX_LANES + 1;
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), -EINVAL);
+	cr_assert_eq(rt_source_open(&sa, &src), -EINVAL);
 	sa.lanes = 1;
 	sa.port = 0;
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), -EINVAL);
+	cr_assert_eq(rt_source_open(&sa, &src), -EINVAL);
 	sa.port = 4444;
 	sa.max_inflight = 4;
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), -EINVAL);
+	cr_assert_eq(rt_source_open(&sa, &src), -EINVAL);
 	sa.max_inflight = 128;
 	sa.n_blocks = 0;
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), -EINVAL);
+	cr_assert_eq(rt_source_open(&sa, &src), -EINVAL);
 	sa.n_blocks = 1;
 	sa.blocks = &odd;
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), -EINVAL);
+	cr_assert_eq(rt_source_open(&sa, &src), -EINVAL);
 	sa.size = 8; /* an attribute struct from nowhere */
-	cr_assert_eq(ferry_rdma_source_create(&sa, &src), -EINVAL);
+	cr_assert_eq(rt_source_open(&sa, &src), -EINVAL);
 	cr_assert_null(src);
 
 	ferry_rdma_dest_attr_init(&da);
