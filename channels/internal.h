@@ -94,6 +94,15 @@ int chan_listener_fd(const struct ferry_listener *l);
 /* Print a socket address as a URI ("tcp:1.2.3.4:5", "tcp:[::1]:5", "unix:/p"). */
 void chan_sockaddr_name(const void *sa, socklen_t len, char *buf, size_t size);
 
+/*
+ * multi.c: take @ch (an accepted data connection) through the HELLO/WELCOME
+ * handshake of the multi-channel destination @dest_ctx (from
+ * ferry_mc_dest_ops.create). Returns 0 when @ch became the lane it named
+ * (owned by the lane from then on), a refusal status > 0 (@ch stays the
+ * caller's), or an error < 0. For mc_dest_accept() and the lane fuzzer.
+ */
+int chan_mc_dest_admit(void *dest_ctx, struct ferry_channel *ch, int64_t deadline);
+
 /* fd.c: pipes and FIFOs, and taking over fd:N */
 extern const struct chan_ops chan_pipe_ops;
 int chan_fd_open(const struct ferry_uri *uri, struct ferry_channel **out);
