@@ -53,7 +53,8 @@ static char sock_dir[64];
 
 static size_t arena_len(void)
 {
-	return GUARD + FZ_LANES_BLOCK0_PAGES * 4096u + GUARD + FZ_LANES_BLOCK1_PAGES * 4096u + GUARD;
+	return GUARD + FZ_LANES_BLOCK0_PAGES * 4096u + GUARD + FZ_LANES_BLOCK1_PAGES * 4096u +
+	       GUARD;
 }
 
 static void quiet(void *opaque, enum ferry_log_level level, const char *module, const char *msg)
@@ -91,13 +92,15 @@ static void setup_once(void)
 	if (ferry_uri_parse(text, &uri) < 0 || ferry_listener_create(&uri, &listener) < 0)
 		abort();
 	atexit(cleanup);
-	blocks[0] = (struct ferry_dp_block){.name = "pc.ram", .host = arena + GUARD,
-					    .length = FZ_LANES_BLOCK0_PAGES * 4096u, .numa_node = -1};
-	blocks[1] = (struct ferry_dp_block){
-	    .name = "vga.vram",
-	    .host = arena + GUARD + FZ_LANES_BLOCK0_PAGES * 4096u + GUARD,
-	    .length = FZ_LANES_BLOCK1_PAGES * 4096u,
-	    .numa_node = -1};
+	blocks[0] = (struct ferry_dp_block){.name = "pc.ram",
+					    .host = arena + GUARD,
+					    .length = FZ_LANES_BLOCK0_PAGES * 4096u,
+					    .numa_node = -1};
+	blocks[1] =
+	    (struct ferry_dp_block){.name = "vga.vram",
+				    .host = arena + GUARD + FZ_LANES_BLOCK0_PAGES * 4096u + GUARD,
+				    .length = FZ_LANES_BLOCK1_PAGES * 4096u,
+				    .numa_node = -1};
 }
 
 static int write_all(int fd, const void *p, size_t len)

@@ -35,7 +35,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 	} while (0)
 
 /* Guest RAM: [guard][block 0][guard][block 1][guard], one mapping. */
-#define GUARD	  4096u
+#define GUARD	   4096u
 #define GUARD_FILL 0xa5
 
 static uint8_t *arena;
@@ -56,10 +56,10 @@ static size_t arena_len(void)
 
 static void setup_once(void)
 {
-	struct ferry_ram_block b0 = {.name = FZ_RAM_BLOCK0, .length = FZ_RAM_BLOCK0_LEN,
-				     .page_size = 4096, .numa_node = -1};
-	struct ferry_ram_block b1 = {.name = FZ_RAM_BLOCK1, .length = FZ_RAM_BLOCK1_LEN,
-				     .page_size = 4096, .numa_node = -1};
+	struct ferry_ram_block b0 = {
+	    .name = FZ_RAM_BLOCK0, .length = FZ_RAM_BLOCK0_LEN, .page_size = 4096, .numa_node = -1};
+	struct ferry_ram_block b1 = {
+	    .name = FZ_RAM_BLOCK1, .length = FZ_RAM_BLOCK1_LEN, .page_size = 4096, .numa_node = -1};
 
 	if (eng)
 		return;

@@ -261,11 +261,15 @@ static int check_ram_loads(const uint8_t *p, size_t len)
 {
 	static uint8_t b0[FZ_RAM_BLOCK0_LEN] __attribute__((aligned(4096)));
 	static uint8_t b1[FZ_RAM_BLOCK1_LEN] __attribute__((aligned(4096)));
-	struct ferry_ram_block rb0 = {.name = FZ_RAM_BLOCK0, .host = b0,
-				      .length = FZ_RAM_BLOCK0_LEN, .page_size = 4096,
+	struct ferry_ram_block rb0 = {.name = FZ_RAM_BLOCK0,
+				      .host = b0,
+				      .length = FZ_RAM_BLOCK0_LEN,
+				      .page_size = 4096,
 				      .numa_node = -1};
-	struct ferry_ram_block rb1 = {.name = FZ_RAM_BLOCK1, .host = b1,
-				      .length = FZ_RAM_BLOCK1_LEN, .page_size = 4096,
+	struct ferry_ram_block rb1 = {.name = FZ_RAM_BLOCK1,
+				      .host = b1,
+				      .length = FZ_RAM_BLOCK1_LEN,
+				      .page_size = 4096,
 				      .numa_node = -1};
 	struct ferry_load_config cfg = {.vmdesc_mode = FERRY_VMDESC_NONE};
 	struct ferry_engine *eng = NULL;
@@ -290,7 +294,8 @@ static int check_ram_loads(const uint8_t *p, size_t len)
 	if (!ret) {
 		ret = ferry_load(r, ferry_engine_devices(eng), &cfg);
 		if (ret)
-			fprintf(stderr, "fuzz_ram seed does not load: %s\n", ferry_reader_errmsg(r));
+			fprintf(stderr, "fuzz_ram seed does not load: %s\n",
+				ferry_reader_errmsg(r));
 	}
 	if (ret)
 		fprintf(stderr, "fuzz_ram seed: %s\n", ferry_strerror(ret));
@@ -421,16 +426,24 @@ static int rdma_seeds(const char *dir)
 {
 	static uint8_t w[RDM_CTRL_BUF];
 	const struct rdm_msg msgs[] = {
-	    {.type = RDM_MSG_HELLO_REQ, .req = 1, .u.hello_req = {.version = RDM_VERSION, .lane = 2}},
+	    {.type = RDM_MSG_HELLO_REQ,
+	     .req = 1,
+	     .u.hello_req = {.version = RDM_VERSION, .lane = 2}},
 	    {.type = RDM_MSG_HELLO,
 	     .req = 1,
-	     .u.hello = {.version = RDM_VERSION, .reg = 1, .chunk_size = 1 << 20,
-			 .lane_budget = 64, .n_blocks = 2}},
+	     .u.hello = {.version = RDM_VERSION,
+			 .reg = 1,
+			 .chunk_size = 1 << 20,
+			 .lane_budget = 64,
+			 .n_blocks = 2}},
 	    {.type = RDM_MSG_TABLE_REQ, .req = 2, .u.table_req = {.first = 0, .max = 8}},
 	    {.type = RDM_MSG_REG_REQ, .req = 3, .u.chunk = {.block = 1, .chunk = 4}},
 	    {.type = RDM_MSG_REG,
 	     .req = 3,
-	     .u.chunk = {.block = 1, .rkey = 0x1234, .chunk = 4, .addr = 0x7f0000400000,
+	     .u.chunk = {.block = 1,
+			 .rkey = 0x1234,
+			 .chunk = 4,
+			 .addr = 0x7f0000400000,
 			 .length = 1 << 20}},
 	    {.type = RDM_MSG_UNREG_REQ, .req = 4, .u.chunk = {.block = 1, .chunk = 4}},
 	    {.type = RDM_MSG_FLUSH_REQ, .req = 5, .u.flush = {.tag = 9, .seq = 17}},
@@ -467,11 +480,18 @@ static int rdma_seeds(const char *dir)
 static int uri_seeds(const char *dir)
 {
 	static const char *const uris[] = {
-	    "tcp:127.0.0.1:4444", "tcp:[::1]:0",	"tcp::5555",
-	    "tcp:host.example:65535", "unix:/tmp/ferry.sock", "fd:42",
-	    "file:/tmp/vm.state", "file:/tmp/a,b,offset=0x7ffffffffffff000",
-	    "file:/tmp/vm.state,offset=4096", "exec:gzip -c | ssh host 'cat > a:b'",
-	    "rdma:192.168.0.1:4444", "rdma:[fe80::1]:1",
+	    "tcp:127.0.0.1:4444",
+	    "tcp:[::1]:0",
+	    "tcp::5555",
+	    "tcp:host.example:65535",
+	    "unix:/tmp/ferry.sock",
+	    "fd:42",
+	    "file:/tmp/vm.state",
+	    "file:/tmp/a,b,offset=0x7ffffffffffff000",
+	    "file:/tmp/vm.state,offset=4096",
+	    "exec:gzip -c | ssh host 'cat > a:b'",
+	    "rdma:192.168.0.1:4444",
+	    "rdma:[fe80::1]:1",
 	};
 	char name[16];
 
@@ -512,8 +532,8 @@ int main(int argc, char **argv)
 	if (write_file(argv[1], "fuzz_load", "full.qevm", full, full_len) ||
 	    write_file(argv[1], "fuzz_load", "bare.qevm", bare, bare_len) ||
 	    write_file(argv[1], "fuzz_load", "sample.qevm", sample, sample_len) ||
-	    stream_seeds(argv[1], full, full_len) || ram_seeds(argv[1]) ||
-	    lanes_seeds(argv[1]) || rdma_seeds(argv[1]) || uri_seeds(argv[1]))
+	    stream_seeds(argv[1], full, full_len) || ram_seeds(argv[1]) || lanes_seeds(argv[1]) ||
+	    rdma_seeds(argv[1]) || uri_seeds(argv[1]))
 		goto out;
 	ret = 0;
 out:
