@@ -63,6 +63,8 @@ struct ferry_channel {
 	pid_t child;
 	bool can_read, can_write;
 	atomic_bool shut;
+	/* bytes read and written through ferry_channel_read/writev (any thread reads it) */
+	_Atomic uint64_t moved;
 	char peer[CHAN_PEER_MAX];
 };
 

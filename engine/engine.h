@@ -126,6 +126,13 @@ struct ferry_vcpu_ops {
  *                       or "xml:<path of an hwloc XML export>" (placement is
  *                       computed and reported, threads are not bound). Not
  *                       copied: must stay valid while a migration runs
+ * @stall_timeout_ms:    fail once no byte moved on the migration's
+ *                       connections (main stream and data lanes, either
+ *                       way) for this long while connected, so that a peer
+ *                       that stops without closing (a hung host, a dead
+ *                       link that sends no reset) cannot hold the migration
+ *                       forever (default 60000; the wait for a source to
+ *                       connect is not counted: @timeout_ms bounds that)
  */
 struct ferry_params {
 	uint64_t downtime_limit_ms;
@@ -141,6 +148,7 @@ struct ferry_params {
 	uint32_t channels;
 	bool zerocopy;
 	const char *numa_topology;
+	uint64_t stall_timeout_ms;
 };
 
 /**

@@ -573,3 +573,54 @@ ParameterizedTest(struct fx_row *r, engine_faults, file_disk_full)
 	side_free(&src);
 	side_free(&dst);
 }
+
+/* ---- limits -------------------------------------------------------------------------------- */
+
+/*
+ * With no migration deadline at all, a peer that stops sending without
+ * closing is still given up on: the stall timeout fails both sides, with a
+ * message that says so, and the source's guest runs on.
+ */
+Test(engine_faults, stall_without_a_deadline_hits_the_stall_timeout)
+{
+	static const struct fx_row row = {FX_TCP, FX_BULK, FX_STALL, FX_DEST_FAILS};
+	struct ferry_params sp = {.max_bandwidth = 64u << 20, .stall_timeout_ms = 500};
+	struct ferry_params dp = {.stall_timeout_ms = 500};
+	struct fx_side src, dst;
+	struct fx_run *run = calloc(1, sizeof(*run));
+	struct ferry_stats st;
+	char uri[64];
+
+	cr_assert_not_null(run);
+	run->row = &row;
+	px_init(&run->px);
+	setup_fault(run);
+	side_make(&src, true, guest_attr.vcpus, 0, 0);
+	side_make(&dst, false, guest_attr.vcpus, 0, 0);
+	cr_assert_eq(ferry_engine_set_params(src.eng, &sp), 0);
+	cr_assert_eq(ferry_engine_set_params(dst.eng, &dp), 0);
+	cr_assert_eq(ferry_engine_set_event_cb(src.eng, on_event, run), 0);
+	cr_assert_eq(ferry_incoming(dst.eng, "tcp:127.0.0.1:0", NULL, NULL), 0);
+	px_start(&run->px, ferry_engine_listen_port(dst.eng));
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", run->px.port);
+	cr_assert_eq(ferry_migrate(src.eng, uri, NULL, NULL), 0);
+	ferry_engine_wait(src.eng);
+	ferry_engine_wait(dst.eng);
+	cr_assert(atomic_load(&run->px.fault_done), "the stall never began");
+	for (int i = 0; i < 2; i++) {
+		status_of(i ? &dst : &src, &st);
+		cr_assert_eq(st.status, FERRY_STATUS_FAILED, "%s: %s", i ? "destination" : "source",
+			     ferry_status_name(st.status));
+		cr_assert_eq(st.error, FERRY_ETIMEDOUT, "%s: %s", i ? "destination" : "source",
+			     st.error_msg);
+		cr_assert(strstr(st.error_msg, "stalled"), "%s", st.error_msg);
+		/* Half a second of silence, give or take the 50 ms watchdog step and setup. */
+		cr_assert_lt(st.total_ms, 5000, "%lu ms", (unsigned long)st.total_ms);
+	}
+	check_dest(&row, &src, &dst);
+	check_source(&row, &src, guest_attr.vcpus, NULL, false);
+	px_stop(&run->px);
+	side_free(&src);
+	side_free(&dst);
+	free(run);
+}
