@@ -331,6 +331,14 @@ job_valgrind() {
    obj:*/libnanomsg.so*
    ...
 }
+{
+   libnl-constructor-strings-in-forked-child
+   Memcheck:Leak
+   match-leak-kinds: possible
+   ...
+   fun:__trans_list_add
+   ...
+}
 EOF
 	valgrind --leak-check=full --errors-for-leak-kinds=definite,possible --error-exitcode=1 \
 		--trace-children=yes --trace-children-skip='/usr/*,/bin/*,/sbin/*' \
