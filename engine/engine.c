@@ -303,6 +303,7 @@ int ferry_engine_cancel(struct ferry_engine *eng)
 		pthread_mutex_unlock(&eng->lock);
 		return 0;
 	}
+	atomic_store(&eng->user_cancel, true);
 	atomic_store(&eng->cancel, true);
 	pthread_cond_broadcast(&eng->cond);
 	pthread_mutex_unlock(&eng->lock);
@@ -471,6 +472,7 @@ static int start(struct ferry_engine *eng, const char *uri, ferry_done_fn done, 
 	eng->deadline_ns = 0;
 	eng->listen_port = 0;
 	atomic_store(&eng->cancel, false);
+	atomic_store(&eng->user_cancel, false);
 	eng->t_start_ns = eng_now_ns();
 
 	/* The destination listens before returning, so the caller can start the source. */

@@ -167,6 +167,8 @@ struct ferry_engine {
 	bool thread_started; /* joinable */
 	bool running;	     /* between start and done callback */
 	atomic_bool cancel;
+	/* cancel came from ferry_engine_cancel(), not from the watchdog's timers */
+	atomic_bool user_cancel;
 	bool is_source;
 	char uri[1024];
 	struct ferry_listener *listener;
