@@ -147,6 +147,8 @@ enum hostile_case {
 	H_HOOK,
 	H_UNKNOWN_FLAGS,
 	H_TRUNCATED_PAGE,
+	H_EOS_WITH_ADDRESS,
+	H_FLUSH_WITH_ADDRESS,
 	H_COUNT,
 };
 
@@ -172,6 +174,8 @@ static struct hostile cases[] = {
     {H_HOOK, FERRY_EBADSTREAM, "unsupported RAM record flags"},
     {H_UNKNOWN_FLAGS, FERRY_EBADSTREAM, "unsupported RAM record flags"},
     {H_TRUNCATED_PAGE, 0, ""}, /* any error: the section ends inside a page */
+    {H_EOS_WITH_ADDRESS, FERRY_EBADSTREAM, "EOS record with address bits"},
+    {H_FLUSH_WITH_ADDRESS, FERRY_EBADSTREAM, "MULTIFD_FLUSH record with address bits"},
 };
 
 ParameterizedTestParameters(engine_ram_hostile, refused)
@@ -253,6 +257,15 @@ ParameterizedTest(struct hostile *h, engine_ram_hostile, refused)
 		ferry_put_buffer(w, half, sizeof(half));
 		break;
 	}
+	case H_EOS_WITH_ADDRESS:
+		/* One flipped byte in an EOS word used to be accepted as EOS. */
+		good_list(w);
+		ferry_put_be64(w, 0x5a00000000000000ull | F_EOS);
+		break;
+	case H_FLUSH_WITH_ADDRESS:
+		good_list(w);
+		ferry_put_be64(w, 0x1000 | 0x200);
+		break;
 	case H_COUNT:
 		break;
 	}
