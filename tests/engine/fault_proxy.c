@@ -71,26 +71,34 @@ static ssize_t fault_position(struct proxy *px, struct px_pair *pr, int dir, con
 	const struct px_fault *f = &px->fault;
 	uint64_t *seen = &pr->since_arm[dir];
 
+	bool armed = atomic_load(&px->armed);
+
 	if (f->kind == PX_FAULT_NONE || atomic_load(&px->fault_done) || pr->index != f->conn ||
-	    (dir == 1) != f->down || !atomic_load(&px->armed))
+	    (dir == 1) != f->down || (!armed && !f->pattern))
 		return -1;
-	for (size_t i = 0; i < n; i++, (*seen)++) {
-		if (*seen < f->after)
+	for (size_t i = 0; i < n; i++) {
+		if (armed && *seen < f->after) {
+			(*seen)++;
 			continue;
+		}
+		if (armed)
+			(*seen)++;
 		if (!f->pattern)
 			return (ssize_t)i;
-		/* A window of the last pattern_len bytes, compared at every byte. */
+		/*
+		 * A window of the last pattern_len bytes, compared at every byte; fed
+		 * before arming too, so a pattern that began before it still matches.
+		 */
 		if (pr->wlen[dir] < f->pattern_len) {
 			pr->win[dir][pr->wlen[dir]++] = buf[i];
 		} else {
 			memmove(pr->win[dir], pr->win[dir] + 1, f->pattern_len - 1);
 			pr->win[dir][f->pattern_len - 1] = buf[i];
 		}
-		if (pr->wlen[dir] == f->pattern_len &&
+		if (armed && pr->wlen[dir] == f->pattern_len &&
 		    memcmp(pr->win[dir], f->pattern, f->pattern_len) == 0) {
 			ssize_t start = (ssize_t)i - (ssize_t)f->pattern_len + 1;
 
-			(*seen)++;
 			if (f->kind == PX_FAULT_CORRUPT)
 				start += (ssize_t)f->pattern_at;
 			/* A match that began in an earlier chunk strikes at this one's start. */
@@ -128,21 +136,20 @@ static bool forward(struct proxy *px, struct px_pair *pr, int dir, uint8_t *buf,
 	px->fault_offset = (dir == 0 ? pr->up - n : 0) + (uint64_t)at;
 	if (px->on_strike)
 		px->on_strike(px->strike_opaque);
+	/* Before acting: the engines may see the fault and finish before this thread goes on. */
+	atomic_store(&px->fault_done, true);
 	switch (px->fault.kind) {
 	case PX_FAULT_CORRUPT:
 		buf[at] ^= 0x5a;
-		atomic_store(&px->fault_done, true);
 		return px_write(to, buf, n);
 	case PX_FAULT_STALL:
 		(void)px_write(to, buf, (size_t)at);
 		pr->stalled = true;
-		atomic_store(&px->fault_done, true);
 		return true;
 	case PX_FAULT_RESET:
 	case PX_FAULT_KILL:
 		(void)px_write(to, buf, (size_t)at);
 		pair_close(pr, px->fault.kind == PX_FAULT_RESET);
-		atomic_store(&px->fault_done, true);
 		return false;
 	default:
 		return px_write(to, buf, n);
@@ -226,8 +233,8 @@ static void *px_thread(void *arg)
 					}
 					if (pr->c >= 0 && pr->index == px->cut_conn &&
 					    pr->up >= px->cut_after) {
-						pair_close(pr, true);
 						atomic_store(&px->cut_done, true);
+						pair_close(pr, true);
 						continue;
 					}
 				}

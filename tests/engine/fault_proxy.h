@@ -47,7 +47,8 @@ enum px_fault_kind {
  * @conn:        which connection (0: main stream, k: the k-th lane to connect)
  * @down:        in the destination-to-source direction (the return path)
  * @after:       bytes in that direction after arming before it strikes
- * @pattern:     if set, strike at the first occurrence (after @after) instead:
+ * @pattern:     if set, strike at the first occurrence that ends after arming
+ *               and @after more bytes (it may begin before) instead:
  *               RESET/KILL/STALL just before it, CORRUPT flips its byte
  *               @pattern_at
  * @pattern_len: its length (at most PX_PATTERN_MAX)
