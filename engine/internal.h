@@ -86,6 +86,15 @@ struct eng_dp_nego {
 	uint8_t id[FERRY_DP_ID_LEN];	      /* the migration id lanes present */
 };
 
+/*
+ * After an offer (FERRY_DP_NEGO_F_CHOICE): the "ferry-datapath-use" early-setup
+ * FULL section, the data path the source actually uses.
+ */
+struct eng_dp_use {
+	uint8_t transport[FERRY_DP_NAME_MAX]; /* data path name, NUL padded */
+	uint32_t flags;			      /* reserved, 0 */
+};
+
 /* A chunk of guest RAM a source worker owns (placement.h). */
 struct eng_chunk_ref {
 	uint32_t block; /* dp block index */
@@ -123,6 +132,13 @@ struct eng_dp {
 	uint32_t *to_eng; /* dp block index -> engine block index */
 	uint32_t lanes;
 	struct eng_dp_nego nego;
+	struct eng_dp_use use;
+	/* source, after an offer: what to use if the offered data path cannot be set up */
+	const struct ferry_dp_source_ops *fallback_sops;
+	char *fallback_uri;
+	bool connected; /* source: the lanes are up (the offer was taken) */
+	/* destination, after an offer: the offered data path could not listen here */
+	int offer_err;
 	struct eng_placement place;
 	struct eng_worker *workers;
 	pthread_mutex_t lock;
@@ -218,6 +234,7 @@ bool eng_page_is_zero(const uint8_t *p);
 
 /* datapath.c: choosing, negotiating, starting and stopping the data path */
 extern const struct ferry_vmsd eng_dp_nego_vmsd;
+extern const struct ferry_vmsd eng_dp_use_vmsd;
 int eng_dp_prepare_source(struct ferry_engine *eng);
 int eng_dp_connect(struct ferry_engine *eng);
 int eng_dp_accept(struct ferry_engine *eng);

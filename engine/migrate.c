@@ -236,7 +236,7 @@ static int run_source(struct ferry_engine *eng, bool *log_started)
 	if (!ret)
 		ret = eng_ram_prepare_source(eng);
 	/* Data channels: placed and negotiated in setup, connected right after. */
-	if (!ret && eng->params.channels)
+	if (!ret && (eng->params.channels || strncmp(eng->uri, "rdma:", 5) == 0))
 		ret = eng_dp_prepare_source(eng);
 	/* Start tracking before the bulk round reads the first page. */
 	if (!ret && eng->dirty) {
