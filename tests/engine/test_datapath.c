@@ -293,7 +293,7 @@ Test(engine_datapath, channels_need_a_socket_uri)
 	cr_assert_eq(ferry_migrate_sync(src.eng, uri), FERRY_STATUS_FAILED);
 	ferry_engine_get_stats(src.eng, &st);
 	cr_assert_eq(st.error, FERRY_EBADURI, "%s", st.error_msg);
-	cr_assert(strstr(st.error_msg, "tcp: or unix:"), "%s", st.error_msg);
+	cr_assert(strstr(st.error_msg, "tcp:, unix: or rdma:"), "%s", st.error_msg);
 	unlink(path);
 	free_side(&src);
 }

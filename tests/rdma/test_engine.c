@@ -36,10 +36,12 @@ static const struct bench_guest_attr guest_attr = {
     .fill_seed = 42,
 };
 
-static void make_side(struct side *s, bool source, const struct ferry_params *p)
+static void make_side_dirty(struct side *s, bool source, const struct ferry_params *p,
+			    enum bench_dirty_kind dirty)
 {
 	struct bench_guest_attr a = guest_attr;
 
+	a.dirty = dirty;
 	cr_assert_eq(ferry_engine_create(&s->eng), 0);
 	if (!source)
 		a.fill_seed = 1042; /* other RAM: everything must arrive */
@@ -51,6 +53,11 @@ static void make_side(struct side *s, bool source, const struct ferry_params *p)
 		cr_assert_eq(bench_guest_attach_dest(s->guest, s->eng), 0);
 	}
 	cr_assert_eq(ferry_engine_set_params(s->eng, p), 0);
+}
+
+static void make_side(struct side *s, bool source, const struct ferry_params *p)
+{
+	make_side_dirty(s, source, p, BENCH_DIRTY_AUTO);
 }
 
 static void free_side(struct side *s)
@@ -100,7 +107,13 @@ TestSuite(rdma_engine, .timeout = 240);
 
 /* ---- with a device (the rig) ---------------------------------------------------------- */
 
-static void over_rdma(const char *reg, uint32_t qps)
+/*
+ * @dirty: the source's dirty log. Chunked registration happens while the
+ * migration runs, so it cannot use a userfaultfd write-protect log on
+ * Linux < 6.2 (the rig's 6.1 pins for write: EFAULT); pin-all registers
+ * before the log starts and works with either (docs/rdma.md).
+ */
+static void over_rdma(const char *reg, uint32_t qps, enum bench_dirty_kind dirty)
 {
 	struct ferry_params p = {.channels = qps, .rdma_registration = reg, .no_fallback = true,
 				 .timeout_ms = 180000};
@@ -111,7 +124,7 @@ static void over_rdma(const char *reg, uint32_t qps)
 	int n;
 
 	rt_env_or_skip(&env);
-	make_side(&src, true, &p);
+	make_side_dirty(&src, true, &p, dirty);
 	make_side(&dst, false, &p);
 	migrate(&src, &dst, env.ip);
 	expect_completed(&src, "source");
@@ -151,32 +164,32 @@ static void over_rdma(const char *reg, uint32_t qps)
 
 Test(rdma_engine, pin_all_1_qp)
 {
-	over_rdma("pin-all", 1);
+	over_rdma("pin-all", 1, BENCH_DIRTY_AUTO);
 }
 
 Test(rdma_engine, pin_all_2_qps)
 {
-	over_rdma("pin-all", 2);
+	over_rdma("pin-all", 2, BENCH_DIRTY_AUTO);
 }
 
 Test(rdma_engine, pin_all_4_qps)
 {
-	over_rdma("pin-all", 4);
+	over_rdma("pin-all", 4, BENCH_DIRTY_AUTO);
 }
 
 Test(rdma_engine, chunked_1_qp)
 {
-	over_rdma("chunked", 1);
+	over_rdma("chunked", 1, BENCH_DIRTY_EXPLICIT);
 }
 
 Test(rdma_engine, chunked_2_qps)
 {
-	over_rdma("chunked", 2);
+	over_rdma("chunked", 2, BENCH_DIRTY_EXPLICIT);
 }
 
 Test(rdma_engine, chunked_4_qps)
 {
-	over_rdma("chunked", 4);
+	over_rdma("chunked", 4, BENCH_DIRTY_EXPLICIT);
 }
 
 /*
