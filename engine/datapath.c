@@ -95,6 +95,8 @@ static struct ferry_engine *eng_of_use(void *use)
 
 static int dp_try_offer(struct ferry_engine *eng);
 static int dp_use_accept(struct ferry_engine *eng);
+static int dp_open_dest(struct ferry_engine *eng);
+static int dp_accept_lanes(struct ferry_engine *eng);
 
 /* ---- the negotiation record ------------------------------------------------------------ */
 
@@ -212,6 +214,11 @@ static void dp_free(struct eng_dp *dp)
 	dp->fallback_sops = NULL;
 	dp->connected = false;
 	dp->offer_err = 0;
+	dp->failed = 0;
+	dp->fail_err = 0;
+	dp->lanes_down = 0;
+	dp->keep_listener = false;
+	dp->wire_base = 0;
 	dp->sops = NULL;
 	dp->dops = NULL;
 	dp->active = false;
@@ -315,7 +322,7 @@ static void lane_stats(struct ferry_engine *eng, uint32_t lane, struct ferry_dp_
 uint64_t eng_dp_wire_bytes(struct ferry_engine *eng)
 {
 	struct ferry_dp_lane_stats st;
-	uint64_t sum = 0;
+	uint64_t sum = eng->dp.wire_base;
 
 	for (uint32_t i = 0; i < eng->dp.lanes; i++) {
 		lane_stats(eng, i, &st);
@@ -409,8 +416,7 @@ int eng_dp_prepare_source(struct ferry_engine *eng)
 	dp->sops = dp_source_for(uri->scheme);
 	if (!dp->sops) {
 		ret = FERRY_EBADURI;
-		eng_fail(eng, ret,
-			 "%u data channels need a tcp:, unix: or rdma: URI, not %s:",
+		eng_fail(eng, ret, "%u data channels need a tcp:, unix: or rdma: URI, not %s:",
 			 eng->params.channels, ferry_uri_scheme_name(uri->scheme));
 		goto out;
 	}
@@ -565,8 +571,7 @@ static int dp_try_offer(struct ferry_engine *eng)
 		dp->sops = dp->fallback_sops;
 		dp->fallback_sops = NULL;
 		pthread_mutex_lock(&eng->lock);
-		snprintf(eng->stats.fallback_reason, sizeof(eng->stats.fallback_reason), "%s",
-			 why);
+		snprintf(eng->stats.fallback_reason, sizeof(eng->stats.fallback_reason), "%s", why);
 		pthread_mutex_unlock(&eng->lock);
 		set_transport_stats(eng);
 	}
@@ -574,6 +579,121 @@ static int dp_try_offer(struct ferry_engine *eng)
 	memset(&dp->use, 0, sizeof(dp->use));
 	memcpy(dp->use.transport, name, strlen(name));
 	return 0;
+}
+
+/* ---- moving to TCP lanes mid-migration ----------------------------------------------------- */
+
+bool eng_dp_can_switch(struct ferry_engine *eng, int err)
+{
+	struct eng_dp *dp = &eng->dp;
+
+	return dp->fallback_sops && dp->sops->unplaced && !eng->params.no_fallback &&
+	       err != FERRY_ECANCELED && err != -ECANCELED && !eng_cancelled(eng) &&
+	       !atomic_load(&dp->quit);
+}
+
+/*
+ * Source, migration thread, inside a PART section while a round runs: every
+ * lane is finished or failed (and its unplaced pages are back in to_send).
+ * Drop the failed data path, tell the destination with a HOOK record, connect
+ * TCP lanes to the same host, and let the failed workers send their share
+ * again. Returns 0 or an error (the migration fails).
+ */
+int eng_dp_switch(struct ferry_engine *eng, struct ferry_writer *w)
+{
+	struct eng_dp *dp = &eng->dp;
+	char why[160];
+	int ret;
+
+	snprintf(why, sizeof(why), "%s lanes failed mid-migration: %s", dp->sops->name,
+		 ferry_strerror(dp->fail_err));
+	eng_log(FERRY_LOG_WARN, "%s; moving the remaining pages to %s lanes to %s", why,
+		dp->fallback_sops->name, dp->fallback_uri);
+	dp->wire_base = eng_dp_wire_bytes(eng);
+	dp_drop_source(eng);
+	pthread_mutex_lock(&eng->conn_lock);
+	dp->sops = dp->fallback_sops;
+	pthread_mutex_unlock(&eng->conn_lock);
+	dp->fallback_sops = NULL;
+	free(dp->uri);
+	dp->uri = dp->fallback_uri;
+	dp->fallback_uri = NULL;
+	pthread_mutex_lock(&eng->lock);
+	snprintf(eng->stats.fallback_reason, sizeof(eng->stats.fallback_reason), "%s", why);
+	pthread_mutex_unlock(&eng->lock);
+	set_transport_stats(eng);
+	ferry_put_be64(w, RAM_FLAG_HOOK);
+	ret = ferry_writer_flush(w);
+	if (!ret) {
+		ret = dp_open_source(eng, DP_CONNECT_TIMEOUT_MS);
+		if (ret < 0 && ret != FERRY_ECANCELED)
+			eng_fail(eng, ret, "%s, and %u TCP lanes to %s did not come up: %s", why,
+				 dp->lanes, dp->uri, ferry_strerror(ret));
+	}
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&dp->lock);
+	dp->failed = 0;
+	dp->fail_err = 0;
+	dp->switch_gen++;
+	pthread_cond_broadcast(&dp->cond);
+	pthread_mutex_unlock(&dp->lock);
+	return 0;
+}
+
+/*
+ * Destination, migration thread, at the HOOK record: the source dropped its
+ * lanes and connects TCP lanes. Stop the receivers, release the old data path
+ * (no write of it can land after this), accept the new lanes on the listener
+ * kept open for this, and start the receivers again.
+ */
+int eng_dp_switch_dest(struct ferry_engine *eng)
+{
+	struct eng_dp *dp = &eng->dp;
+	const struct ferry_dp_dest_ops *mc = dp_dest_for(FERRY_MC_NAME);
+	const char *old;
+	void *ctx;
+	int ret;
+
+	if (!dp->active || !dp->keep_listener || !eng->listener || !dp->ctx) {
+		eng_fail(eng, FERRY_EBADSTREAM,
+			 "the source moves its data path to TCP lanes, but none can move here");
+		return FERRY_EBADSTREAM;
+	}
+	old = dp->dops->name;
+	eng_log(FERRY_LOG_WARN,
+		"the source moves the data path from %s to %s lanes (%u of %u "
+		"%s lanes had failed here)",
+		old, FERRY_MC_NAME, dp->lanes_down, dp->lanes, old);
+	/* The receivers first learn that their end is wanted, then the lanes are cut. */
+	pthread_mutex_lock(&dp->lock);
+	atomic_store(&dp->quit, true);
+	pthread_cond_broadcast(&dp->cond);
+	pthread_mutex_unlock(&dp->lock);
+	pthread_mutex_lock(&eng->conn_lock);
+	eng_dp_abort(eng);
+	pthread_mutex_unlock(&eng->conn_lock);
+	eng_workers_stop(eng);
+	pthread_mutex_lock(&eng->conn_lock);
+	ctx = dp->ctx;
+	dp->ctx = NULL;
+	pthread_mutex_unlock(&eng->conn_lock);
+	dp->dops->close(ctx);
+	pthread_mutex_lock(&dp->lock);
+	atomic_store(&dp->quit, false);
+	dp->lanes_down = 0;
+	dp->err = 0;
+	memset(dp->lane_ended, 0, dp->lanes * sizeof(*dp->lane_ended));
+	pthread_mutex_unlock(&dp->lock);
+	pthread_mutex_lock(&eng->lock);
+	snprintf(eng->stats.fallback_reason, sizeof(eng->stats.fallback_reason),
+		 "the source's %s lanes failed mid-migration", old);
+	pthread_mutex_unlock(&eng->lock);
+	pthread_mutex_lock(&eng->conn_lock);
+	dp->dops = mc;
+	pthread_mutex_unlock(&eng->conn_lock);
+	ret = dp_open_dest(eng);
+	return ret < 0 ? ret : dp_accept_lanes(eng);
 }
 
 int eng_dp_connect(struct ferry_engine *eng)
@@ -669,8 +789,11 @@ static int dp_accept_lanes(struct ferry_engine *eng)
 				 ferry_strerror(ret));
 		return eng_cancelled(eng) ? FERRY_ECANCELED : ret;
 	}
-	/* Every lane is in: nobody else may connect. */
-	eng_conn_stop_listening(eng);
+	/* Every lane is in: nobody else may connect, unless the lanes may move to
+	 * TCP mid-migration (an offered data path that can tell what to re-send). */
+	dp->keep_listener = (dp->nego.flags & FERRY_DP_NEGO_F_CHOICE) && dp->dops->listen;
+	if (!dp->keep_listener)
+		eng_conn_stop_listening(eng);
 	set_transport_stats(eng);
 	eng_dp_refresh_stats(eng);
 	ret = eng_workers_start(eng);
@@ -799,9 +922,10 @@ static int dp_use_accept(struct ferry_engine *eng)
 	}
 	if (strcmp(name, dp->dops->name) == 0) {
 		if (dp->offer_err) {
-			eng_fail(eng, dp->offer_err,
-				 "the source uses the %s data path, which could not be set up here: %s",
-				 name, ferry_strerror(dp->offer_err));
+			eng_fail(
+			    eng, dp->offer_err,
+			    "the source uses the %s data path, which could not be set up here: %s",
+			    name, ferry_strerror(dp->offer_err));
 			return dp->offer_err;
 		}
 		return dp_accept_lanes(eng);
@@ -842,6 +966,7 @@ void eng_dp_stop(struct ferry_engine *eng, bool graceful)
 {
 	struct eng_dp *dp = &eng->dp;
 	struct ferry_worker_stats *final = NULL;
+	bool all_ended = dp->lane_ended != NULL;
 	void *ctx;
 
 	if (!dp->active && !dp->ctx)
@@ -851,8 +976,11 @@ void eng_dp_stop(struct ferry_engine *eng, bool graceful)
 	pthread_mutex_lock(&dp->lock);
 	atomic_store(&dp->quit, true);
 	pthread_cond_broadcast(&dp->cond);
+	for (uint32_t i = 0; all_ended && i < dp->lanes; i++)
+		all_ended = dp->lane_ended[i];
 	pthread_mutex_unlock(&dp->lock);
-	if (!graceful || !eng->is_source) {
+	/* A destination whose lanes all ended normally has no receiver left to cut. */
+	if (!graceful || (!eng->is_source && !all_ended)) {
 		pthread_mutex_lock(&eng->conn_lock);
 		eng_dp_abort(eng);
 		pthread_mutex_unlock(&eng->conn_lock);

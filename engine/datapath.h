@@ -253,6 +253,15 @@ struct ferry_dp_info {
  *
  * @info: may be NULL. Fill @out (zeroed by the caller) with what the
  *   transport reports about itself. Thread: any, between create() and close().
+ *
+ * @unplaced: may be NULL (then a failed lane fails the migration). After
+ *   send() or flush() of @lane failed, the runs of the lane not known to be
+ *   placed in destination RAM (sent since the lane's last successful flush
+ *   and not proven placed, and the part of the failed call not sent), whole
+ *   pages; the engine sends them again over another data path (RDMA: a
+ *   queue-pair error moves the migration to TCP lanes). Fills up to @cap
+ *   runs of @out and returns how many there are (which may exceed @cap), or
+ *   an error. Thread: worker thread @lane.
  */
 struct ferry_dp_source_ops {
 	const char *name;
@@ -264,6 +273,7 @@ struct ferry_dp_source_ops {
 	void (*close)(void *ctx, bool graceful);
 	void (*lane_stats)(void *ctx, uint32_t lane, struct ferry_dp_lane_stats *out);
 	void (*info)(void *ctx, struct ferry_dp_info *out);
+	long (*unplaced)(void *ctx, uint32_t lane, struct ferry_dp_run *out, size_t cap);
 };
 
 /**

@@ -180,7 +180,8 @@ int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params 
 	if (p->rdma_registration && p->rdma_registration[0] &&
 	    strcmp(p->rdma_registration, "auto") != 0 &&
 	    strcmp(p->rdma_registration, "pin-all") != 0 &&
-	    strcmp(p->rdma_registration, "chunked") != 0 && strcmp(p->rdma_registration, "odp") != 0) {
+	    strcmp(p->rdma_registration, "chunked") != 0 &&
+	    strcmp(p->rdma_registration, "odp") != 0) {
 		eng_log(FERRY_LOG_ERROR,
 			"rdma_registration '%s': not auto, pin-all, chunked or odp",
 			p->rdma_registration);

@@ -182,10 +182,10 @@ struct ferry_stats {
 	uint64_t cpu_ms;       /* CPU time of the migration thread and the data-path workers (kernel
 				* copies included) */
 	uint64_t downtime_limit_ms;
-	char transport[32]; /* "tcp", "unix", "file", "exec", "fd", "tcp-multi", "rdma": the
-			     * data path actually used (tcp-multi after an RDMA fallback) */
-	uint32_t channels;  /* data-path lanes (workers); 0 = pages in the main stream */
-	uint64_t syscalls;  /* system calls the data path made for page data, all lanes */
+	char transport[32];	   /* "tcp", "unix", "file", "exec", "fd", "tcp-multi", "rdma": the
+				    * data path actually used (tcp-multi after an RDMA fallback) */
+	uint32_t channels;	   /* data-path lanes (workers); 0 = pages in the main stream */
+	uint64_t syscalls;	   /* system calls the data path made for page data, all lanes */
 	char registration[16];	   /* this side's memory registration (rdma): "pin-all",
 				    * "chunked", "odp"; empty when nothing is registered */
 	uint64_t registration_us;  /* time this side spent registering and releasing it */

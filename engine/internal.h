@@ -139,6 +139,21 @@ struct eng_dp {
 	bool connected; /* source: the lanes are up (the offer was taken) */
 	/* destination, after an offer: the offered data path could not listen here */
 	int offer_err;
+	/*
+	 * Moving to TCP lanes mid-migration (the offered data path failed after it
+	 * was taken). Source: workers whose lane failed put the pages not known to
+	 * be placed back into to_send, count themselves in @failed and wait for
+	 * @switch_gen to change; the migration thread switches once every lane is
+	 * finished or failed. Destination: a receiver whose lane fails stops
+	 * (@lanes_down) without failing the migration; the HOOK record on the main
+	 * stream says the source switched. Under @lock.
+	 */
+	uint32_t failed;
+	int fail_err;
+	uint64_t switch_gen;
+	uint32_t lanes_down;
+	bool keep_listener; /* destination: the listener stays open for a switch */
+	uint64_t wire_base; /* wire bytes of the data path closed by a switch */
 	struct eng_placement place;
 	struct eng_worker *workers;
 	pthread_mutex_t lock;
@@ -250,6 +265,9 @@ int eng_dp_topology(struct ferry_engine *eng, char *err, size_t errlen);
 int eng_workers_start(struct ferry_engine *eng);
 void eng_workers_stop(struct ferry_engine *eng);
 int eng_dp_round(struct ferry_engine *eng, uint64_t wait_ns);
+int eng_dp_switch(struct ferry_engine *eng, struct ferry_writer *w);
+int eng_dp_switch_dest(struct ferry_engine *eng);
+bool eng_dp_can_switch(struct ferry_engine *eng, int err);
 int eng_dp_wait_flush(struct ferry_engine *eng);
 void eng_workers_snapshot(struct ferry_engine *eng, struct ferry_worker_stats *out, uint32_t n);
 

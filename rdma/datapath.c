@@ -239,6 +239,34 @@ static void rdp_source_info(void *ctx, struct ferry_dp_info *out)
 	fill_info(&st, out);
 }
 
+/* Byte runs not known placed, as whole pages (rounded outwards). */
+static long rdp_source_unplaced(void *ctx, uint32_t lane, struct ferry_dp_run *out, size_t cap)
+{
+	struct rdp_source *s = ctx;
+	struct ferry_rdma_run *rr = NULL;
+	ssize_t n = ferry_rdma_source_unplaced(s->src, lane, NULL, 0);
+
+	if (n <= 0)
+		return (long)n;
+	rr = calloc((size_t)n, sizeof(*rr));
+	if (!rr)
+		return -ENOMEM;
+	n = ferry_rdma_source_unplaced(s->src, lane, rr, (size_t)n);
+	for (ssize_t i = 0; i < n && (size_t)i < cap; i++) {
+		uint64_t first = rr[i].offset / s->page_size;
+		uint64_t end = (rr[i].offset + rr[i].length + s->page_size - 1) / s->page_size;
+
+		out[i] = (struct ferry_dp_run){
+		    .block = rr[i].block,
+		    .flags = 0,
+		    .first = first,
+		    .npages = end - first,
+		};
+	}
+	free(rr);
+	return (long)n;
+}
+
 const struct ferry_dp_source_ops ferry_rdma_dp_source_ops = {
     .name = FERRY_RDMA_DP_NAME,
     .create = rdp_source_create,
@@ -249,6 +277,7 @@ const struct ferry_dp_source_ops ferry_rdma_dp_source_ops = {
     .close = rdp_source_close,
     .lane_stats = rdp_source_lane_stats,
     .info = rdp_source_info,
+    .unplaced = rdp_source_unplaced,
 };
 
 /* ---- destination ----------------------------------------------------------------------- */

@@ -115,8 +115,8 @@ TestSuite(rdma_engine, .timeout = 240);
  */
 static void over_rdma(const char *reg, uint32_t qps, enum bench_dirty_kind dirty)
 {
-	struct ferry_params p = {.channels = qps, .rdma_registration = reg, .no_fallback = true,
-				 .timeout_ms = 180000};
+	struct ferry_params p = {
+	    .channels = qps, .rdma_registration = reg, .no_fallback = true, .timeout_ms = 180000};
 	struct ferry_worker_stats ws[FERRY_MAX_CHANNELS];
 	struct side src, dst;
 	struct ferry_stats s, d;
@@ -199,8 +199,8 @@ Test(rdma_engine, chunked_4_qps)
  */
 Test(rdma_engine, fallback_when_the_destination_cannot, .timeout = 240)
 {
-	struct ferry_params ps = {.channels = 2, .rdma_registration = "pin-all",
-				  .timeout_ms = 180000};
+	struct ferry_params ps = {
+	    .channels = 2, .rdma_registration = "pin-all", .timeout_ms = 180000};
 	struct ferry_params pd = {.rdma_registration = "odp"};
 	struct side src, dst;
 	struct ferry_stats s, d;
@@ -305,8 +305,7 @@ Test(rdma_engine, fallback_forbidden_fails_cleanly)
 	cr_assert_eq(s.error, FERRY_ENORDMA, "source error %d: %s", s.error, s.error_msg);
 	cr_assert(strstr(s.error_msg, "forbidden") && strstr(s.error_msg, "RDMA"), "'%s'",
 		  s.error_msg);
-	cr_assert_eq(d.status, FERRY_STATUS_FAILED, "destination: %s",
-		     ferry_status_name(d.status));
+	cr_assert_eq(d.status, FERRY_STATUS_FAILED, "destination: %s", ferry_status_name(d.status));
 	/* The source guest is unharmed: its vCPUs run on, its memory is consistent. */
 	/* 2 MiB/s over 2 vCPUs: a batch of 64 page writes every 250 ms each. */
 	w0 = bench_guest_page_writes(src.guest);
@@ -314,6 +313,66 @@ Test(rdma_engine, fallback_forbidden_fails_cleanly)
 	cr_assert_gt(bench_guest_page_writes(src.guest), w0, "the source's vCPUs stopped");
 	bench_guest_stop_vcpus(src.guest);
 	cr_assert_eq(bench_guest_check_ab(src.guest, why, sizeof(why)), 0, "%s", why);
+	free_side(&src);
+	free_side(&dst);
+}
+
+/* ---- mid-migration: the device goes away (the rig only) -------------------------------- */
+
+/*
+ * `rdma link delete` while the pages move: every queue pair fails (-ENODEV),
+ * the source puts back what is not known to be placed, moves to TCP lanes
+ * (a HOOK record on the main stream tells the destination) and completes.
+ * The delete itself only finishes once this process exits (librdmacm keeps
+ * the device open; docs/rdma.md), so it runs in the background, and
+ * guest-suite.sh runs this suite alone and adds the device back after it.
+ */
+Test(rdma_failover, device_removed_mid_migration, .timeout = 240)
+{
+	struct ferry_params p = {.channels = 2,
+				 .rdma_registration = "pin-all",
+				 .max_bandwidth = 4u << 20,
+				 .timeout_ms = 180000};
+	struct side src, dst;
+	struct ferry_stats s, d;
+	struct rt_env env;
+	char uri[128], cmd[160];
+	int waited = 0;
+
+	rt_require_rig();
+	rt_env_or_skip(&env);
+	make_side(&src, true, &p);
+	make_side(&dst, false, &p);
+	snprintf(uri, sizeof(uri), "rdma:%s:0", env.ip);
+	cr_assert_eq(ferry_incoming(dst.eng, uri, NULL, NULL), 0);
+	snprintf(uri, sizeof(uri), "rdma:%s:%d", env.ip, ferry_engine_listen_port(dst.eng));
+	cr_assert_eq(ferry_migrate(src.eng, uri, NULL, NULL), 0);
+	/* A quarter of the bulk round over RDMA (4 MiB/s cap), then the device goes. */
+	for (;;) {
+		stats_of(&src, &s);
+		cr_assert_lt(s.status, FERRY_STATUS_COMPLETED, "ended before the fault: %s",
+			     s.error_msg);
+		if (strcmp(s.transport, "rdma") == 0 && s.normal_bytes >= guest_attr.ram_bytes / 4)
+			break;
+		cr_assert_lt(waited, 60000, "no progress over RDMA");
+		usleep(50000);
+		waited += 50;
+	}
+	snprintf(cmd, sizeof(cmd), "rdma link delete %s >/dev/null 2>&1 &", env.dev.name);
+	cr_assert_eq(system(cmd), 0);
+	ferry_engine_wait(src.eng);
+	ferry_engine_wait(dst.eng);
+	expect_completed(&src, "source");
+	expect_completed(&dst, "destination");
+	expect_consistent(&src, &dst);
+	stats_of(&src, &s);
+	stats_of(&dst, &d);
+	cr_assert_str_eq(s.transport, "tcp-multi");
+	cr_assert_str_eq(d.transport, "tcp-multi");
+	cr_assert(strstr(s.fallback_reason, "mid-migration"), "source: '%s'", s.fallback_reason);
+	cr_assert(strstr(d.fallback_reason, "mid-migration"), "destination: '%s'",
+		  d.fallback_reason);
+	cr_assert_eq(s.channels, 2);
 	free_side(&src);
 	free_side(&dst);
 }
