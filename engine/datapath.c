@@ -348,6 +348,7 @@ void eng_dp_refresh_stats(struct ferry_engine *eng)
 	struct eng_dp *dp = &eng->dp;
 	struct ferry_dp_lane_stats st;
 	struct ferry_dp_info info;
+	bool has_info;
 	uint64_t syscalls = 0, pages = 0, zero = 0, bytes = 0, copied = 0;
 
 	if (!dp->ctx)
@@ -360,15 +361,20 @@ void eng_dp_refresh_stats(struct ferry_engine *eng)
 		bytes += st.page_bytes;
 		copied += st.memcpy_bytes;
 	}
+	/* A data path without info (tcp-multi after a switch) leaves what the last one said. */
 	memset(&info, 0, sizeof(info));
+	has_info = dp->sops ? dp->sops->info != NULL : dp->dops && dp->dops->info;
 	if (dp->sops && dp->sops->info)
 		dp->sops->info(dp->ctx, &info);
 	else if (dp->dops && dp->dops->info)
 		dp->dops->info(dp->ctx, &info);
 	pthread_mutex_lock(&eng->lock);
 	eng->stats.syscalls = syscalls;
-	memcpy(eng->stats.registration, info.registration, sizeof(eng->stats.registration));
-	eng->stats.registration_us = info.registration_ns / 1000;
+	if (has_info) {
+		memcpy(eng->stats.registration, info.registration,
+		       sizeof(eng->stats.registration));
+		eng->stats.registration_us = info.registration_ns / 1000;
+	}
 	if (!eng->is_source) {
 		eng->stats.normal_pages = pages;
 		eng->stats.zero_pages = zero;
