@@ -301,7 +301,10 @@ int ferry_engine_set_event_cb(struct ferry_engine *eng, ferry_event_fn fn, void 
 
 /**
  * ferry_migrate() - start migrating this guest to @uri, asynchronously.
- * @uri: tcp:host:port, unix:path, fd:N, file:path, exec:command.
+ * @uri: tcp:host:port, unix:path, fd:N, file:path, exec:command, or
+ *       rdma:host:port (main stream over TCP to host:port, pages by RDMA
+ *       WRITE to the rdma_cm port port + 1, TCP lanes as the fallback;
+ *       docs/rdma.md).
  * @done: called once when the migration ends (may be NULL).
  *
  * Returns 0 when the migration thread started (@done will be called), or a
@@ -313,7 +316,10 @@ int ferry_migrate(struct ferry_engine *eng, const char *uri, ferry_done_fn done,
 /**
  * ferry_incoming() - accept a migration from @uri into this engine's RAM and
  * devices, asynchronously. For tcp/unix it listens (ferry_engine_listen_port()
- * gives the port bound for tcp:host:0); file: and exec: read a stream.
+ * gives the port bound for tcp:host:0); rdma:host:port listens for TCP on
+ * port and, once the source offers RDMA, for rdma_cm on port + 1 (RAM is
+ * registered then, as params.rdma_registration says); file: and exec: read a
+ * stream.
  * Same return convention as ferry_migrate(). On COMPLETED the embedder
  * resumes its vCPUs; on FAILED the guest must not run.
  */
