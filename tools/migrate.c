@@ -391,7 +391,9 @@ static const char listen_usage[] =
     "Receive a synthetic guest from `ferry send` (same --ram, --pattern and --seed) and\n"
     "verify it: the A-B check, every page's contents and every device field. The RAM is\n"
     "populated before the source connects (--huge: with transparent huge pages); data\n"
-    "connections are accepted as the source asks (`ferry send --channels N`).\n";
+    "connections are accepted as the source asks (`ferry send --channels N`); with\n"
+    "rdma:HOST:PORT, RDMA queue pairs on the rdma_cm port PORT+1 (RAM registered as\n"
+    "--rdma-reg says), or TCP lanes when the source falls back.\n";
 
 int ferry_cmd_send(int argc, char **argv)
 {
