@@ -3,9 +3,11 @@
 #
 # Usage: guest-suite.sh FERRY_TESTS [FILTER]
 #   With a FILTER: that filter, one test at a time. Without: every rdma suite but the
-#   fault injection, then the fault suite on its own (it takes the link down and
-#   removes the device), then a check that the removal it started finished once the
-#   test process was gone (librdmacm holds a device until its process exits).
+#   fault injection, then rdma_failover on its own (it removes the device under a
+#   migration; the device is added back once the removal completed), then the fault
+#   suite on its own (it takes the link down and removes the device), then a check that
+#   the removal it started finished once the test process was gone (librdmacm holds a
+#   device until its process exits).
 # Exit status: 0 when every phase passed.
 set -u
 T=$1
