@@ -371,8 +371,7 @@ void eng_dp_refresh_stats(struct ferry_engine *eng)
 	pthread_mutex_lock(&eng->lock);
 	eng->stats.syscalls = syscalls;
 	if (has_info) {
-		memcpy(eng->stats.registration, info.registration,
-		       sizeof(eng->stats.registration));
+		memcpy(eng->stats.registration, info.registration, sizeof(eng->stats.registration));
 		eng->stats.registration_us = info.registration_ns / 1000;
 	}
 	if (!eng->is_source) {
