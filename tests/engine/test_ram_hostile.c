@@ -149,6 +149,7 @@ enum hostile_case {
 	H_TRUNCATED_PAGE,
 	H_EOS_WITH_ADDRESS,
 	H_FLUSH_WITH_ADDRESS,
+	H_HOOK_WITH_ADDRESS,
 	H_COUNT,
 };
 
@@ -171,7 +172,9 @@ static struct hostile cases[] = {
     {H_OFFSET_PAST_SMALL_BLOCK, FERRY_EBADSTREAM, "beyond block"},
     {H_ZERO_FILL, FERRY_EBADSTREAM, "fill byte"},
     {H_XBZRLE, FERRY_EBADSTREAM, "XBZRLE"},
-    {H_HOOK, FERRY_EBADSTREAM, "unsupported RAM record flags"},
+    /* A HOOK moves a data path to TCP lanes: refused when there is none to move. */
+    {H_HOOK, FERRY_EBADSTREAM, "moving the data path to TCP lanes"},
+    {H_HOOK_WITH_ADDRESS, FERRY_EBADSTREAM, "HOOK record with address bits"},
     {H_UNKNOWN_FLAGS, FERRY_EBADSTREAM, "unsupported RAM record flags"},
     {H_TRUNCATED_PAGE, 0, ""}, /* any error: the section ends inside a page */
     {H_EOS_WITH_ADDRESS, FERRY_EBADSTREAM, "EOS record with address bits"},
@@ -265,6 +268,10 @@ ParameterizedTest(struct hostile *h, engine_ram_hostile, refused)
 	case H_FLUSH_WITH_ADDRESS:
 		good_list(w);
 		ferry_put_be64(w, 0x1000 | 0x200);
+		break;
+	case H_HOOK_WITH_ADDRESS:
+		good_list(w);
+		ferry_put_be64(w, 0x3000 | F_HOOK);
 		break;
 	case H_COUNT:
 		break;
