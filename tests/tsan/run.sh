@@ -43,12 +43,14 @@ scenario() {
 	port=$(free_port)
 	uri=tcp:127.0.0.1:$port
 	[[ $sargs == unix* ]] && uri=unix:$LOGS/$name.sock
+	[[ $sargs == rdma* ]] && uri=rdma:127.0.0.1:$port
 	# shellcheck disable=SC2086 # word splitting of the argument lists is wanted
 	"$FERRY" listen "$uri" $largs --json >"$LOGS/$name.listen.json" 2>"$LOGS/$name.listen.err" &
 	lpid=$!
 	sleep 1
+	sargs=${sargs#unix}
 	# shellcheck disable=SC2086
-	"$FERRY" send "$uri" ${sargs#unix} --json >"$LOGS/$name.send.json" 2>"$LOGS/$name.send.err"
+	"$FERRY" send "$uri" ${sargs#rdma} --json >"$LOGS/$name.send.json" 2>"$LOGS/$name.send.err"
 	wait "$lpid"
 	grep -q "\"status\":\"$want_s\"" "$LOGS/$name.send.json" || ok=0
 	grep -q "\"status\":\"$want_l\"" "$LOGS/$name.listen.json" || ok=0
@@ -69,6 +71,9 @@ scenario single completed completed "$G --dirty-rate 16M --timeout 120000" "$G -
 scenario lanes4 completed completed "$G --dirty-rate 16M --channels 4 --timeout 120000" "$G --timeout 120000"
 scenario unix-zerocopy completed completed "unix $G --dirty-rate 16M --channels 3 --zerocopy --huge --timeout 120000" "$G --huge --timeout 120000"
 scenario auto-converge completed completed "$G --dirty-rate 256M --channels 2 --auto-converge --max-bandwidth 64M --timeout 120000" "$G --timeout 120000"
+# rdma: on a host without a device: the offer falls back to TCP lanes (with a
+# device, the RDMA lanes' threads).
+scenario rdma-or-fallback completed completed "rdma $G --dirty-rate 16M --channels 2 --timeout 120000" "$G --timeout 120000"
 # The watchdog ends it mid-round: workers aborted on both sides.
 scenario timeout-mid-round failed failed "$G --dirty-rate 16M --channels 2 --max-bandwidth 16M --timeout 1500" "$G --timeout 1500"
 
