@@ -379,6 +379,8 @@ int eng_dp_connect(struct ferry_engine *eng)
 	    .lanes = dp->lanes,
 	    .flags = eng->params.zerocopy ? FERRY_DP_F_ZEROCOPY : 0,
 	    .timeout_ms = DP_CONNECT_TIMEOUT_MS,
+	    .tls = eng->tls,
+	    .tls_hostname = eng->tls_host,
 	};
 	void *ctx;
 	int ret;
@@ -493,6 +495,7 @@ int eng_dp_accept(struct ferry_engine *eng)
 	    .timeout_ms = DP_ACCEPT_TIMEOUT_MS,
 	    .peer_gone = dp_source_gone,
 	    .peer_opaque = eng,
+	    .tls = eng->tls,
 	};
 	memcpy(attr.id, n->id, sizeof(attr.id));
 	ret = dp->dops->create(&attr, &ctx);

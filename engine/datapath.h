@@ -76,6 +76,7 @@ extern "C" {
 
 /* Opaque types of other modules, named here so a transport need not include them. */
 struct ferry_listener;
+struct ferry_tls_creds;
 
 /**
  * struct ferry_dp_block - one block of guest RAM, as the data path sees it.
@@ -165,6 +166,12 @@ enum ferry_dp_flags {
  *              lane presents it so the destination can refuse strangers
  * @flags:      enum ferry_dp_flags
  * @timeout_ms: the longest connect() may take to bring every lane up
+ * @tls:        the main stream runs TLS with these (client) credentials:
+ *              a byte-stream transport runs TLS on every lane too, before
+ *              anything else; NULL: no TLS. FERRY_DP_F_ZEROCOPY is refused
+ *              with TLS (-EINVAL from create()). <ferry/tls.h>
+ * @tls_hostname: with @tls: the name the destination's certificate must
+ *              carry (NULL: the URI's host); copied by create()
  */
 struct ferry_dp_source_attr {
 	const char *uri;
@@ -175,6 +182,8 @@ struct ferry_dp_source_attr {
 	uint8_t id[FERRY_DP_ID_LEN];
 	uint32_t flags;
 	int timeout_ms;
+	const struct ferry_tls_creds *tls;
+	const char *tls_hostname;
 };
 
 /**
@@ -253,6 +262,9 @@ struct ferry_dp_source_ops {
  *              FERRY_EPEERABORT once it returns true: the engine's main
  *              stream says the source hung up, so no lane will come
  * @peer_opaque: passed to @peer_gone
+ * @tls:        the main stream runs TLS with these (server) credentials: a
+ *              lane must complete a TLS handshake with them before its
+ *              first byte is believed; NULL: no TLS
  */
 struct ferry_dp_dest_attr {
 	const char *uri;
@@ -265,6 +277,7 @@ struct ferry_dp_dest_attr {
 	int timeout_ms;
 	bool (*peer_gone)(void *peer_opaque);
 	void *peer_opaque;
+	const struct ferry_tls_creds *tls;
 };
 
 /**

@@ -32,6 +32,7 @@
 
 #include <ferry/dirty.h>
 #include <ferry/savevm.h>
+#include <ferry/tls.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -172,6 +173,11 @@ struct ferry_stats {
 	char transport[32]; /* "tcp", "unix", "file", "exec", "fd", "tcp-multi", "rdma" */
 	uint32_t channels;  /* data-path lanes (workers); 0 = pages in the main stream */
 	uint64_t syscalls;  /* system calls the data path made for page data, all lanes */
+	/* "" without TLS; else the main stream's protocol, cipher and credential
+	 * kind ("TLS1.3 AES-256-GCM x509"); data lanes use the same. With TLS,
+	 * memcpy_bytes counts every page byte once more: encrypting into (or
+	 * decrypting out of) a TLS record is a copy. */
+	char tls[48];
 };
 
 /**
@@ -276,6 +282,29 @@ int ferry_engine_set_vcpu_ops(struct ferry_engine *eng, const struct ferry_vcpu_
  * not load: the log says why) or FERRY_ESTATE (a migration runs).
  */
 int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params *p);
+
+/**
+ * ferry_engine_set_tls() - run the migration inside TLS (<ferry/tls.h>): the
+ * main stream and every data connection. The source is the TLS client, the
+ * destination the TLS server.
+ * @attr: x509 directory or PSK file, host name, verify-peer; the strings
+ *        are copied. NULL turns TLS off again.
+ *
+ * The credential files are loaded when a migration starts (ferry_migrate()
+ * as client, ferry_incoming() as server), which then fails at once, before
+ * any connection, on a missing or broken file (-ENOENT, -EACCES, -EINVAL).
+ * Needs a tcp: or unix: URI (rdma: too: its main stream is tcp); file:,
+ * exec: and fd: are refused (FERRY_EBADURI). ferry_params.zerocopy is
+ * refused with TLS (-EINVAL at start): pages are encrypted, not sent in
+ * place. A peer that fails the checks (certificate, host name, PSK key) or
+ * does not speak TLS fails the migration with FERRY_EAUTH or FERRY_ETLS
+ * and a message in ferry_stats.error_msg; the source guest keeps running.
+ *
+ * Thread context: the embedder's thread, not during a migration.
+ * Returns 0, FERRY_ESTATE (a migration is running), -EINVAL (neither or
+ * both of x509_dir and psk_file), or -ENOMEM.
+ */
+int ferry_engine_set_tls(struct ferry_engine *eng, const struct ferry_tls_attr *attr);
 
 /** ferry_engine_set_event_cb() - progress events; NULL to stop them. */
 int ferry_engine_set_event_cb(struct ferry_engine *eng, ferry_event_fn fn, void *opaque);
