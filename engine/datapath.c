@@ -268,11 +268,12 @@ void eng_dp_refresh_stats(struct ferry_engine *eng)
 	}
 	pthread_mutex_lock(&eng->lock);
 	eng->stats.syscalls = syscalls;
+	/* Both sides: a TLS lane copies every page byte into or out of its records. */
+	eng->stats.memcpy_bytes = eng->ram.copied + copied;
 	if (!eng->is_source) {
 		eng->stats.normal_pages = pages;
 		eng->stats.zero_pages = zero;
 		eng->stats.normal_bytes = bytes;
-		eng->stats.memcpy_bytes = eng->ram.copied + copied;
 	}
 	pthread_mutex_unlock(&eng->lock);
 }

@@ -120,7 +120,8 @@ static void expect_working(struct ferry_channel *src, struct ferry_channel *dst,
 Test(channels_tls, x509_server_verified_and_data_crosses)
 {
 	struct ferry_tls_attr ca = {.x509_dir = path("good")};
-	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca), *sc = creds(FERRY_TLS_SERVER, &ca);
+	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca),
+			       *sc = creds(FERRY_TLS_SERVER, &ca);
 	struct ferry_channel *src, *dst;
 	int cret, sret;
 
@@ -139,7 +140,8 @@ Test(channels_tls, x509_client_certificate_when_asked)
 {
 	struct ferry_tls_attr ca = {.x509_dir = path("good")};
 	struct ferry_tls_attr sa = {.x509_dir = path("good"), .verify_peer = true};
-	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca), *sc = creds(FERRY_TLS_SERVER, &sa);
+	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca),
+			       *sc = creds(FERRY_TLS_SERVER, &sa);
 	struct ferry_channel *src, *dst;
 	int cret, sret;
 
@@ -165,7 +167,8 @@ static void expect_refused(const struct refusal *r)
 {
 	struct ferry_tls_attr ca = {.x509_dir = path(r->client_dir)};
 	struct ferry_tls_attr sa = {.x509_dir = path(r->server_dir), .verify_peer = r->verify_peer};
-	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca), *sc = creds(FERRY_TLS_SERVER, &sa);
+	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca),
+			       *sc = creds(FERRY_TLS_SERVER, &sa);
 	struct ferry_channel *src, *dst;
 	int cret, sret;
 
@@ -193,21 +196,22 @@ static void expect_refused(const struct refusal *r)
 
 Test(channels_tls, server_signed_by_another_ca_refused)
 {
-	expect_refused(&(struct refusal){"otherca", "good", "localhost", false, true,
-					 "issuer is unknown"});
+	expect_refused(
+	    &(struct refusal){"otherca", "good", "localhost", false, true, "issuer is unknown"});
 }
 
 Test(channels_tls, wrong_hostname_refused)
 {
-	expect_refused(&(struct refusal){"good", "wrongname", "localhost", false, true,
-					 "does not match"});
+	expect_refused(
+	    &(struct refusal){"good", "wrongname", "localhost", false, true, "does not match"});
 }
 
 Test(channels_tls, tls_hostname_override_accepts_the_named_server)
 {
 	struct ferry_tls_attr ca = {.x509_dir = path("good"), .hostname = "elsewhere.example"};
 	struct ferry_tls_attr sa = {.x509_dir = path("wrongname")};
-	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca), *sc = creds(FERRY_TLS_SERVER, &sa);
+	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca),
+			       *sc = creds(FERRY_TLS_SERVER, &sa);
 	struct ferry_channel *src, *dst;
 	int cret, sret;
 
@@ -223,21 +227,21 @@ Test(channels_tls, tls_hostname_override_accepts_the_named_server)
 
 Test(channels_tls, expired_client_certificate_refused)
 {
-	expect_refused(&(struct refusal){"expiredclient", "good", "localhost", true, false,
-					 "expired"});
+	expect_refused(
+	    &(struct refusal){"expiredclient", "good", "localhost", true, false, "expired"});
 }
 
 Test(channels_tls, untrusted_client_certificate_refused)
 {
-	expect_refused(&(struct refusal){"untrustedclient", "good", "localhost", true, false,
-					 "requires one"});
+	expect_refused(
+	    &(struct refusal){"untrustedclient", "good", "localhost", true, false, "requires one"});
 }
 
 Test(channels_tls, missing_client_certificate_refused)
 {
 	/* wrongname/ holds no client certificate at all. */
-	expect_refused(&(struct refusal){"wrongname", "good", "localhost", true, false,
-					 "requires one"});
+	expect_refused(
+	    &(struct refusal){"wrongname", "good", "localhost", true, false, "requires one"});
 }
 
 Test(channels_tls, x509_client_without_a_host_name_is_refused)
@@ -274,7 +278,8 @@ Test(channels_tls, psk_wrong_key_refused)
 {
 	struct ferry_tls_attr ca = {.psk_file = path("psk-wrong.key")};
 	struct ferry_tls_attr sa = {.psk_file = path("psk.key")};
-	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca), *sc = creds(FERRY_TLS_SERVER, &sa);
+	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca),
+			       *sc = creds(FERRY_TLS_SERVER, &sa);
 	struct ferry_channel *src, *dst;
 	int cret, sret;
 
@@ -355,12 +360,13 @@ Test(channels_tls, credential_errors_are_reported)
 	FILE *f;
 
 	cr_assert_eq(ferry_tls_creds_create(FERRY_TLS_CLIENT,
-					    &(struct ferry_tls_attr){.x509_dir = "/nonexistent"}, &c),
-		     -ENOENT);
-	cr_assert_eq(ferry_tls_creds_create(FERRY_TLS_SERVER,
-					    &(struct ferry_tls_attr){.x509_dir = path("expiredclient")},
+					    &(struct ferry_tls_attr){.x509_dir = "/nonexistent"},
 					    &c),
-		     -ENOENT, "a server without server-cert.pem");
+		     -ENOENT);
+	cr_assert_eq(
+	    ferry_tls_creds_create(FERRY_TLS_SERVER,
+				   &(struct ferry_tls_attr){.x509_dir = path("expiredclient")}, &c),
+	    -ENOENT, "a server without server-cert.pem");
 	cr_assert_eq(ferry_tls_creds_create(FERRY_TLS_CLIENT, &(struct ferry_tls_attr){0}, &c),
 		     -EINVAL);
 	cr_assert_eq(ferry_tls_creds_create(
@@ -372,13 +378,13 @@ Test(channels_tls, credential_errors_are_reported)
 	cr_assert_not_null(f);
 	fputs("ferry:00zz\n", f);
 	fclose(f);
-	cr_assert_eq(ferry_tls_creds_create(FERRY_TLS_SERVER,
-					    &(struct ferry_tls_attr){.psk_file = bad}, &c),
-		     -EINVAL);
-	cr_assert_eq(ferry_tls_creds_create(
-			 FERRY_TLS_CLIENT,
-			 &(struct ferry_tls_attr){.psk_file = path("psk.key"), .psk_identity = "nobody"},
-			 &c),
+	cr_assert_eq(
+	    ferry_tls_creds_create(FERRY_TLS_SERVER, &(struct ferry_tls_attr){.psk_file = bad}, &c),
+	    -EINVAL);
+	cr_assert_eq(ferry_tls_creds_create(FERRY_TLS_CLIENT,
+					    &(struct ferry_tls_attr){.psk_file = path("psk.key"),
+								     .psk_identity = "nobody"},
+					    &c),
 		     -ENOENT);
 	cr_assert_null(c);
 }
