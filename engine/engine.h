@@ -119,7 +119,8 @@ struct ferry_vcpu_ops {
  * @zerocopy:            source, with @channels: send pages with
  *                       MSG_ZEROCOPY (and wait for its completions at each
  *                       round's end); falls back to copying sends per
- *                       connection where the kernel refuses it
+ *                       connection where the kernel refuses it; refused
+ *                       with TLS (ferry_engine_set_tls())
  * @numa_topology:       where the data-path workers are placed: NULL for
  *                       this machine (workers bound to the CPUs of the node
  *                       that holds their RAM), or a described topology for
@@ -165,7 +166,7 @@ struct ferry_stats {
 	uint64_t normal_pages; /* pages sent in full */
 	uint64_t zero_pages;   /* pages sent as ZERO records (or zero runs on a data path) */
 	uint64_t normal_bytes; /* page data bytes of the normal pages */
-	uint64_t memcpy_bytes; /* page bytes copied in user space (0 on zero-copy paths) */
+	uint64_t memcpy_bytes; /* page bytes copied in user space (0 on zero-copy paths; TLS: see tls) */
 	int throttle_pct;      /* current auto-converge throttle */
 	uint64_t cpu_ms;       /* CPU time of the migration thread and the data-path workers (kernel
 				* copies included) */
