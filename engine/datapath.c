@@ -595,7 +595,7 @@ int ferry_engine_get_worker_stats(struct ferry_engine *eng, struct ferry_worker_
 			eng_workers_snapshot(eng, out, max < dp->lanes ? max : dp->lanes);
 	} else {
 		n = (int)dp->nfinal;
-		if (out && max)
+		if (out && max && dp->final)
 			memcpy(out, dp->final,
 			       (max < dp->nfinal ? max : dp->nfinal) * sizeof(*out));
 	}

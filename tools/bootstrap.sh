@@ -16,6 +16,9 @@
 #       clang     fresh build-fuzz/ with clang and -DFERRY_FUZZ=ON (warnings counted)
 #       fuzz      each libFuzzer target for FERRY_FUZZ_SECONDS, from tests/fuzz/corpus/
 #       rig       tests/rig/smoke.sh (soft-RoCE in QEMU) when it exists
+#       kvm       without a usable /dev/kvm on this host: the KVM suites in a
+#                 nested-KVM rig guest (tests/kvm/nested-rig.sh); with one, they
+#                 run in the final ferry-tests run and this job says so
 #       tests     build/tests/ferry-tests, last, so its Synthesis line ends the log
 #
 # Every job logs to build/logs/<job>.log; the console gets one line per job, and
@@ -328,6 +331,14 @@ job_valgrind() {
    obj:*/libnanomsg.so*
    ...
 }
+{
+   libnl-constructor-strings-in-forked-child
+   Memcheck:Leak
+   match-leak-kinds: possible
+   ...
+   fun:__trans_list_add
+   ...
+}
 EOF
 	valgrind --leak-check=full --errors-for-leak-kinds=definite,possible --error-exitcode=1 \
 		--trace-children=yes --trace-children-skip='/usr/*,/bin/*,/sbin/*' \
@@ -445,6 +456,21 @@ job_rig() {
 	return "$rc"
 }
 
+# KVM suites: on the host when /dev/kvm answers (the final run has them), else
+# inside the rig's QEMU guest with nested KVM (77 from the script: skipped).
+job_kvm() {
+	local rc
+	if (exec 3<>/dev/kvm) 2>/dev/null; then
+		echo "SKIP: /dev/kvm is usable here: the kvm suites run in the final ferry-tests run"
+		return 77
+	fi
+	echo "no usable /dev/kvm on this host: the kvm suites run in the nested-KVM rig"
+	FERRY_BUILD_DIR=$BUILD bash "$ROOT/tests/kvm/nested-rig.sh" --out-dir "$LOGS/kvm-rig" -t 1200
+	rc=$?
+	((rc == 77)) && echo "SKIP: the nested-KVM rig cannot run here (reason above)"
+	return "$rc"
+}
+
 # Jobs run in `bash -c` under timeout: they see exported functions and
 # variables only, and arrays do not export, so the package list goes as a string.
 export PACKAGES_LIST="${PACKAGES[*]}"
@@ -454,7 +480,7 @@ job_packages_exported() {
 	job_packages
 }
 export -f job_packages job_packages_exported job_build job_format job_asan job_valgrind \
-	job_clang job_fuzz job_rig missing_packages seed_dir synthesis asan_report_is_criterions \
+	job_clang job_fuzz job_rig job_kvm missing_packages seed_dir synthesis asan_report_is_criterions \
 	vg_log_is_bad
 
 # ---- main --------------------------------------------------------------------------
@@ -503,6 +529,7 @@ run_job valgrind 1200
 run_job clang 1200
 run_job fuzz $((FERRY_FUZZ_SECONDS * 4 + 300))
 run_job rig 1500
+run_job kvm 1500
 
 print_table
 echo "== tests: build/tests/ferry-tests (log: build/logs/tests.log)"
