@@ -831,9 +831,14 @@ int ferry_channel_start_tls(struct ferry_channel *ch, const struct ferry_tls_cre
 		if (ret < 0)
 			goto fail;
 	}
-	gnutls_handshake_set_timeout(t->s, timeout_ms < 0
-					       ? GNUTLS_INDEFINITE_TIMEOUT
-					       : (unsigned)(chan_remaining(deadline) ?: 1));
+	if (timeout_ms < 0) {
+		gnutls_handshake_set_timeout(t->s, GNUTLS_INDEFINITE_TIMEOUT);
+	} else {
+		int left = chan_remaining(deadline);
+
+		/* 0 would mean GnuTLS's default; what is left may be nothing. */
+		gnutls_handshake_set_timeout(t->s, left > 0 ? (unsigned)left : 1);
+	}
 	do
 		r = gnutls_handshake(t->s);
 	while (r < 0 && !gnutls_error_is_fatal(r) && !atomic_load(&ch->shut));
