@@ -72,6 +72,10 @@ int ferry_engine_create(struct ferry_engine **out)
 	/* The data path's negotiation: sent only when a migration uses one. */
 	ret = ferry_devices_add(eng->devs, eng_dp_nego_vmsd.name, 0, &eng_dp_nego_vmsd,
 				&eng->dp.nego);
+	/* ... and, after an offer (rdma), the data path actually used. */
+	if (!ret)
+		ret = ferry_devices_add(eng->devs, eng_dp_use_vmsd.name, 0, &eng_dp_use_vmsd,
+					&eng->dp.use);
 	if (ret < 0)
 		goto err;
 	*out = eng;
@@ -175,6 +179,16 @@ int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params 
 	if (p->throttle_initial < 0 || p->throttle_initial > 99 || p->throttle_increment < 0 ||
 	    p->throttle_max < 0 || p->throttle_max > 99 || p->channels > FERRY_MAX_CHANNELS)
 		return -EINVAL;
+	if (p->rdma_registration && p->rdma_registration[0] &&
+	    strcmp(p->rdma_registration, "auto") != 0 &&
+	    strcmp(p->rdma_registration, "pin-all") != 0 &&
+	    strcmp(p->rdma_registration, "chunked") != 0 &&
+	    strcmp(p->rdma_registration, "odp") != 0) {
+		eng_log(FERRY_LOG_ERROR,
+			"rdma_registration '%s': not auto, pin-all, chunked or odp",
+			p->rdma_registration);
+		return -EINVAL;
+	}
 	/* Data channels need the NUMA topology: read it now rather than in setup, and
 	 * refuse a described one that does not load. */
 	if (p->channels || (p->numa_topology && p->numa_topology[0])) {

@@ -3,9 +3,9 @@
  * From a URI to the engine's connection: the main stream and, on sockets,
  * the return path. The engine only sees channels through <ferry/channel.h>.
  *
- * rdma:host:port: until the RDMA data path is built in, the engine falls back
- * to TCP to the same host and port and says so (the fallback the design asks
- * for when RDMA cannot be set up).
+ * rdma:host:port: the main stream goes over TCP to the same host and port;
+ * the pages go over RDMA queue pairs to the rdma_cm port PORT + 1, or over
+ * TCP lanes to HOST:PORT when RDMA cannot be set up (datapath.c).
  *
  * A tcp: or unix: destination keeps listening after the main stream arrived,
  * until the setup phase is over: the data connections of a multi-channel
@@ -59,8 +59,7 @@ static int parse(struct ferry_engine *eng, const char *text, struct ferry_uri *u
 		return ret;
 	}
 	if (uri->scheme == FERRY_URI_RDMA) {
-		eng_log(FERRY_LOG_WARN,
-			"%s: this build has no RDMA data path; falling back to tcp:%s:%u", text,
+		eng_log(FERRY_LOG_DEBUG, "%s: main stream over tcp:%s:%u, pages over RDMA", text,
 			uri->host, uri->port);
 		uri->scheme = FERRY_URI_TCP;
 	}

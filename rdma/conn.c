@@ -419,6 +419,8 @@ struct rdma_cm_id *rdm_dest_on_connect(struct ferry_rdma_dest *dst, struct rdma_
 	 * session's secret. Checked before anything is set up for the lane. */
 	if (dst->attr.auth && !rdm_auth_check(dst->attr.auth_key, &req))
 		return reject(id, RDM_REJ_AUTH, peer);
+	if (dst->attr.auth)
+		rdm_dbg("lane %u from %s: authenticator verified", req.lane, peer);
 	if (req.lanes != dst->n_lanes)
 		return reject(id, RDM_REJ_LANES, peer);
 	if (req.lane >= dst->n_lanes)

@@ -15,7 +15,8 @@
 #       valgrind  memcheck on a subset of ferry-tests (FERRY_VALGRIND_FILTER)
 #       clang     fresh build-fuzz/ with clang and -DFERRY_FUZZ=ON (warnings counted)
 #       fuzz      each libFuzzer target for FERRY_FUZZ_SECONDS, from tests/fuzz/corpus/
-#       rig       tests/rig/smoke.sh (soft-RoCE in QEMU) when it exists
+#       rig       tests/rig/smoke.sh (soft-RoCE in QEMU) when it exists, then the
+#                 RDMA suites in a soft-RoCE guest (tests/rdma/run-in-rig.sh)
 #       kvm       without a usable /dev/kvm on this host: the KVM suites in a
 #                 nested-KVM rig guest (tests/kvm/nested-rig.sh); with one, they
 #                 run in the final ferry-tests run and this job says so
@@ -452,6 +453,13 @@ job_rig() {
 	rc=$?
 	if ((rc == 77)) && ! grep -aq '^SKIP: ' "$LOGS/rig.log"; then
 		echo "SKIP: smoke.sh skipped without saying why"
+	fi
+	# The rig works: the RDMA suites for real (every rdma_* suite, in one guest).
+	if ((rc == 0)) && [[ -x $ROOT/tests/rdma/run-in-rig.sh ]]; then
+		echo "== rdma suites in the rig: tests/rdma/run-in-rig.sh"
+		bash "$ROOT/tests/rdma/run-in-rig.sh" -b "$BUILD" -t 1200
+		rc=$?
+		((rc == 77)) && echo "SKIP: tests/rdma/run-in-rig.sh could not run the rig"
 	fi
 	return "$rc"
 }

@@ -159,6 +159,13 @@ json_t *cli_stats_json(const struct ferry_stats *st)
 	json_object_set_new(o, "syscalls", json_integer((json_int_t)st->syscalls));
 	if (st->tls[0])
 		json_object_set_new(o, "tls", json_string(st->tls));
+	if (st->registration[0]) {
+		json_object_set_new(o, "registration", json_string(st->registration));
+		json_object_set_new(o, "registration_us",
+				    json_integer((json_int_t)st->registration_us));
+	}
+	if (st->fallback_reason[0])
+		json_object_set_new(o, "fallback_reason", json_string(st->fallback_reason));
 	/* The ratios the data path is judged by (docs/data-path.md). */
 	if (st->normal_bytes) {
 		json_object_set_new(o, "memcpy_per_byte",
@@ -254,6 +261,8 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 	    {"channels", required_argument, NULL, 'C'},
 	    {"zerocopy", no_argument, NULL, 'Z'},
 	    {"topology", required_argument, NULL, 'T'},
+	    {"rdma-reg", required_argument, NULL, 'R'},
+	    {"no-fallback", no_argument, NULL, 'F'},
 	    {"non-live", no_argument, NULL, 'N'},
 	    {"tls-creds", required_argument, NULL, 'X'},
 	    {"tls-psk", required_argument, NULL, 'P'},
@@ -332,6 +341,15 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 		case 'T':
 			o->p.numa_topology = optarg;
 			break;
+		case 'R':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "pin-all") &&
+			    strcmp(optarg, "chunked") && strcmp(optarg, "odp"))
+				goto bad;
+			o->p.rdma_registration = optarg;
+			break;
+		case 'F':
+			o->p.no_fallback = true;
+			break;
 		case 'N':
 			o->non_live = true;
 			break;
@@ -388,11 +406,16 @@ static const char send_usage[] =
     "                      [--downtime-limit MS] [--max-bandwidth RATE] [--auto-converge]\n"
     "                      [--timeout MS] [--huge] [--seed N] [--json] [--quiet]\n"
     "                      [--channels N] [--zerocopy] [--topology T] [--non-live]\n"
+    "                      [--rdma-reg auto|pin-all|chunked|odp] [--no-fallback]\n"
     "                      [--tls-creds DIR [--tls-hostname NAME] | --tls-psk FILE]\n"
     "Migrate a synthetic guest (RAM SIZE, N vCPUs dirtying RATE bytes/s in pattern\n"
-    "ab|uniform|hot|sequential) to URI: tcp:HOST:PORT, unix:PATH, file:PATH, exec:CMD, fd:N.\n"
+    "ab|uniform|hot|sequential) to URI: tcp:HOST:PORT, unix:PATH, rdma:HOST:PORT,\n"
+    "file:PATH, exec:CMD, fd:N.\n"
     "--channels N moves the pages over N data connections beside the main stream (tcp:,\n"
-    "unix:), one NUMA-placed worker each; --zerocopy sends them with MSG_ZEROCOPY;\n"
+    "unix:; rdma: N queue pairs, default 1), one NUMA-placed worker each; --zerocopy sends\n"
+    "them with MSG_ZEROCOPY; --rdma-reg chooses how RAM is registered for RDMA;\n"
+    "--no-fallback fails rather than moving the pages over TCP lanes when RDMA cannot be\n"
+    "set up (rdma: uses TCP HOST:PORT for the main stream, rdma_cm port PORT+1);\n"
     "--topology synthetic:DESC|xml:PATH places the workers on a described topology;\n"
     "--non-live migrates a stopped guest (no vCPUs, no dirty log). See docs/data-path.md.\n"
     "TLS (tcp:, unix:; the main stream and every data connection):\n"
@@ -406,16 +429,17 @@ static const char send_usage[] =
 
 static const char listen_usage[] =
     "usage: ferry listen URI [--ram SIZE] [--pattern P] [--seed N] [--timeout MS] [--json]\n"
-    "                        [--huge] [--topology T]\n"
+    "                        [--huge] [--topology T] [--rdma-reg auto|pin-all|chunked|odp]\n"
     "                        [--tls-creds DIR [--tls-verify-peer] | --tls-psk FILE]\n"
     "Receive a synthetic guest from `ferry send` (same --ram, --pattern and --seed) and\n"
     "verify it: the A-B check, every page's contents and every device field. The RAM is\n"
     "populated before the source connects (--huge: with transparent huge pages); data\n"
-    "connections are accepted as the source asks (`ferry send --channels N`).\n"
+    "connections are accepted as the source asks (`ferry send --channels N`); with\n"
+    "rdma:HOST:PORT, RDMA queue pairs on the rdma_cm port PORT+1 (RAM registered as\n"
+    "--rdma-reg says), or TCP lanes when the source falls back.\n"
     "TLS: --tls-creds DIR (DIR/ca-cert.pem, server-cert.pem, server-key.pem) with\n"
     "--tls-verify-peer to require a client certificate signed by the CA, or --tls-psk FILE\n"
     "(identity:hexkey lines). A source without TLS, or that fails the checks, is refused.\n";
-
 int ferry_cmd_send(int argc, char **argv)
 {
 	struct opts o;
