@@ -563,6 +563,9 @@ int ferry_cmd_demo(int argc, char **argv)
 			mib(jint(src_done, "total_ram")), "throughput (last round)",
 			mib(jint(src_done, "throughput")), "rounds", jint(src_done, "rounds"),
 			"dirty tracking", jstr(src_done, "dirty_log"));
+		if (tls_opt)
+			fprintf(stderr, "  %-22s %s\n", "encryption",
+				jstr(src_done, "tls")[0] ? jstr(src_done, "tls") : "none");
 		if (kvm)
 			kvm_summary(src_done, dst_done, true);
 		fprintf(stderr, "  %-22s %s\n", "verification",

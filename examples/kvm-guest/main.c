@@ -213,6 +213,8 @@ static json_t *stats_json(const struct ferry_stats *st)
 		json_object_set_new(o, "error_msg", json_string(st->error_msg));
 	}
 	json_object_set_new(o, "transport", json_string(st->transport));
+	if (st->tls[0])
+		json_object_set_new(o, "tls", json_string(st->tls));
 #define STAT(f) json_object_set_new(o, #f, json_integer((json_int_t)st->f))
 	STAT(setup_ms);
 	STAT(total_ms);
