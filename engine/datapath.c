@@ -33,6 +33,7 @@
 #include <ferry/channel.h>
 #include <ferry/multichannel.h>
 #include <ferry/rdma_datapath.h>
+#include <ferry/tls.h>
 #include <ferry/vmstate.h>
 
 #include "internal.h"
@@ -383,6 +384,8 @@ void eng_dp_refresh_stats(struct ferry_engine *eng)
 		dp->dops->info(dp->ctx, &info);
 	pthread_mutex_lock(&eng->lock);
 	eng->stats.syscalls = syscalls;
+	/* Both sides: a TLS lane copies every page byte into or out of its records. */
+	eng->stats.memcpy_bytes = eng->ram.copied + copied;
 	if (has_info) {
 		memcpy(eng->stats.registration, info.registration, sizeof(eng->stats.registration));
 		eng->stats.registration_us = info.registration_ns / 1000;
@@ -391,7 +394,6 @@ void eng_dp_refresh_stats(struct ferry_engine *eng)
 		eng->stats.normal_pages = pages;
 		eng->stats.zero_pages = zero;
 		eng->stats.normal_bytes = bytes;
-		eng->stats.memcpy_bytes = eng->ram.copied + copied;
 	}
 	pthread_mutex_unlock(&eng->lock);
 }
@@ -506,6 +508,29 @@ out:
 }
 
 /* Create, publish and connect dp->sops to dp->uri. On failure the context stays published. */
+/*
+ * With TLS on the main stream: the lane key, from the TLS exporter with the
+ * migration id as context. Both ends compute the same bytes; it never
+ * travels. Migration thread (the session's secrets no longer change once
+ * the handshake is done, so the other thread's record I/O does not matter).
+ */
+static int dp_auth_key(struct ferry_engine *eng, bool *on, uint8_t key[FERRY_DP_AUTH_KEY_LEN])
+{
+	int ret;
+
+	*on = false;
+	if (!eng->tls || !eng->conn.ch || !ferry_channel_is_tls(eng->conn.ch))
+		return 0;
+	ret = ferry_channel_tls_export(eng->conn.ch, FERRY_DP_AUTH_LABEL, eng->dp.nego.id,
+				       FERRY_DP_ID_LEN, key, FERRY_DP_AUTH_KEY_LEN);
+	if (ret < 0) {
+		eng_fail(eng, ret, "no lane key from the TLS session: %s", ferry_strerror(ret));
+		return ret;
+	}
+	*on = true;
+	return 0;
+}
+
 static int dp_open_source(struct ferry_engine *eng, int timeout_ms)
 {
 	struct eng_dp *dp = &eng->dp;
@@ -518,12 +543,18 @@ static int dp_open_source(struct ferry_engine *eng, int timeout_ms)
 	    .flags = eng->params.zerocopy ? FERRY_DP_F_ZEROCOPY : 0,
 	    .timeout_ms = timeout_ms,
 	    .registration = eng->params.rdma_registration,
+	    .tls = eng->tls,
+	    .tls_hostname = eng->tls_host,
 	};
 	void *ctx;
 	int ret;
 
 	memcpy(attr.id, dp->nego.id, sizeof(attr.id));
+	ret = dp_auth_key(eng, &attr.auth, attr.auth_key);
+	if (ret < 0)
+		return ret;
 	ret = dp->sops->create(&attr, &ctx);
+	explicit_bzero(attr.auth_key, sizeof(attr.auth_key));
 	if (ret < 0)
 		return ret;
 	dp_publish(eng, ctx);
@@ -781,12 +812,17 @@ static int dp_open_dest(struct ferry_engine *eng)
 	    .peer_gone = dp_source_gone,
 	    .peer_opaque = eng,
 	    .registration = eng->params.rdma_registration,
+	    .tls = eng->tls,
 	};
 	void *ctx;
 	int ret;
 
 	memcpy(attr.id, dp->nego.id, sizeof(attr.id));
+	ret = dp_auth_key(eng, &attr.auth, attr.auth_key);
+	if (ret < 0)
+		return ret;
 	ret = dp->dops->create(&attr, &ctx);
+	explicit_bzero(attr.auth_key, sizeof(attr.auth_key));
 	if (ret < 0) {
 		eng_fail(eng, ret, "cannot set up the data path: %s", ferry_strerror(ret));
 		return ret;

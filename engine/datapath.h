@@ -66,6 +66,14 @@ extern "C" {
 #define FERRY_DP_VERSION 1
 /* Bytes of the per-migration random id every lane presents to the destination. */
 #define FERRY_DP_ID_LEN 16
+/*
+ * The lane key: with TLS on the main stream, both sides derive it with the
+ * TLS exporter (label FERRY_DP_AUTH_LABEL, context the migration id) and
+ * pass it in the attributes; a transport whose lanes do not run inside TLS
+ * (rdma) authenticates each lane with it (docs/rdma.md).
+ */
+#define FERRY_DP_AUTH_KEY_LEN 32
+#define FERRY_DP_AUTH_LABEL   "EXPORTER-ferry-rdma-auth"
 /* The most lanes one migration may use (a destination refuses more). */
 #define FERRY_DP_MAX_LANES 64
 /* The longest data path name, terminating NUL included ("tcp-multi", "rdma"). */
@@ -86,6 +94,7 @@ extern "C" {
 
 /* Opaque types of other modules, named here so a transport need not include them. */
 struct ferry_listener;
+struct ferry_tls_creds;
 
 /**
  * struct ferry_dp_block - one block of guest RAM, as the data path sees it.
@@ -175,6 +184,15 @@ enum ferry_dp_flags {
  *              lane presents it so the destination can refuse strangers
  * @flags:      enum ferry_dp_flags
  * @timeout_ms: the longest connect() may take to bring every lane up
+ * @tls:        the main stream runs TLS with these (client) credentials:
+ *              a byte-stream transport runs TLS on every lane too, before
+ *              anything else; NULL: no TLS. FERRY_DP_F_ZEROCOPY is refused
+ *              with TLS (-EINVAL from create()). <ferry/tls.h>
+ * @tls_hostname: with @tls: the name the destination's certificate must
+ *              carry (NULL: the URI's host); copied by create()
+ * @auth:       @auth_key holds the lane key (TLS on the main stream)
+ * @auth_key:   FERRY_DP_AUTH_KEY_LEN bytes, derived as said above; the same
+ *              on both sides. Copied by create()
  * @registration: for transports that register memory (rdma): the strategy,
  *              "auto", "pin-all", "chunked" or "odp"; NULL means "auto".
  *              Others ignore it
@@ -188,6 +206,10 @@ struct ferry_dp_source_attr {
 	uint8_t id[FERRY_DP_ID_LEN];
 	uint32_t flags;
 	int timeout_ms;
+	const struct ferry_tls_creds *tls;
+	const char *tls_hostname;
+	bool auth;
+	uint8_t auth_key[FERRY_DP_AUTH_KEY_LEN];
 	const char *registration;
 };
 
@@ -297,6 +319,11 @@ struct ferry_dp_source_ops {
  *              FERRY_EPEERABORT once it returns true: the engine's main
  *              stream says the source hung up, so no lane will come
  * @peer_opaque: passed to @peer_gone
+ * @tls:        the main stream runs TLS with these (server) credentials: a
+ *              lane must complete a TLS handshake with them before its
+ *              first byte is believed; NULL: no TLS
+ * @auth, @auth_key: as in struct ferry_dp_source_attr: a lane that cannot
+ *              prove it holds the key is refused
  * @registration: as in struct ferry_dp_source_attr, for this side's memory
  */
 struct ferry_dp_dest_attr {
@@ -310,6 +337,9 @@ struct ferry_dp_dest_attr {
 	int timeout_ms;
 	bool (*peer_gone)(void *peer_opaque);
 	void *peer_opaque;
+	const struct ferry_tls_creds *tls;
+	bool auth;
+	uint8_t auth_key[FERRY_DP_AUTH_KEY_LEN];
 	const char *registration;
 };
 

@@ -32,6 +32,7 @@
 
 #include <ferry/dirty.h>
 #include <ferry/savevm.h>
+#include <ferry/tls.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -119,7 +120,8 @@ struct ferry_vcpu_ops {
  * @zerocopy:            source, with @channels: send pages with
  *                       MSG_ZEROCOPY (and wait for its completions at each
  *                       round's end); falls back to copying sends per
- *                       connection where the kernel refuses it
+ *                       connection where the kernel refuses it; refused
+ *                       with TLS (ferry_engine_set_tls())
  * @numa_topology:       where the data-path workers are placed: NULL for
  *                       this machine (workers bound to the CPUs of the node
  *                       that holds their RAM), or a described topology for
@@ -185,10 +187,11 @@ struct ferry_stats {
 	uint64_t normal_pages; /* pages sent in full */
 	uint64_t zero_pages;   /* pages sent as ZERO records (or zero runs on a data path) */
 	uint64_t normal_bytes; /* page data bytes of the normal pages */
-	uint64_t memcpy_bytes; /* page bytes copied in user space (0 on zero-copy paths) */
-	int throttle_pct;      /* current auto-converge throttle */
-	uint64_t cpu_ms;       /* CPU time of the migration thread and the data-path workers (kernel
-				* copies included) */
+	uint64_t
+	    memcpy_bytes; /* page bytes copied in user space (0 on zero-copy paths; TLS: see tls) */
+	int throttle_pct; /* current auto-converge throttle */
+	uint64_t cpu_ms;  /* CPU time of the migration thread and the data-path workers (kernel
+			   * copies included) */
 	uint64_t downtime_limit_ms;
 	char transport[32];	   /* "tcp", "unix", "file", "exec", "fd", "tcp-multi", "rdma": the
 				    * data path actually used (tcp-multi after an RDMA fallback) */
@@ -199,6 +202,11 @@ struct ferry_stats {
 	uint64_t registration_us;  /* time this side spent registering and releasing it */
 	char fallback_reason[160]; /* why the data path asked for (rdma) was not used;
 				    * empty when it was */
+	/* "" without TLS; else the main stream's protocol, cipher and credential
+	 * kind ("TLS1.3 AES-256-GCM x509"); data lanes use the same. With TLS,
+	 * memcpy_bytes counts every page byte once more: encrypting into (or
+	 * decrypting out of) a TLS record is a copy. */
+	char tls[48];
 };
 
 /**
@@ -303,6 +311,29 @@ int ferry_engine_set_vcpu_ops(struct ferry_engine *eng, const struct ferry_vcpu_
  * not load: the log says why) or FERRY_ESTATE (a migration runs).
  */
 int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params *p);
+
+/**
+ * ferry_engine_set_tls() - run the migration inside TLS (<ferry/tls.h>): the
+ * main stream and every data connection. The source is the TLS client, the
+ * destination the TLS server.
+ * @attr: x509 directory or PSK file, host name, verify-peer; the strings
+ *        are copied. NULL turns TLS off again.
+ *
+ * The credential files are loaded when a migration starts (ferry_migrate()
+ * as client, ferry_incoming() as server), which then fails at once, before
+ * any connection, on a missing or broken file (-ENOENT, -EACCES, -EINVAL).
+ * Needs a tcp: or unix: URI (rdma: too: its main stream is tcp); file:,
+ * exec: and fd: are refused (FERRY_EBADURI). ferry_params.zerocopy is
+ * refused with TLS (-EINVAL at start): pages are encrypted, not sent in
+ * place. A peer that fails the checks (certificate, host name, PSK key) or
+ * does not speak TLS fails the migration with FERRY_EAUTH or FERRY_ETLS
+ * and a message in ferry_stats.error_msg; the source guest keeps running.
+ *
+ * Thread context: the embedder's thread, not during a migration.
+ * Returns 0, FERRY_ESTATE (a migration is running), -EINVAL (neither or
+ * both of x509_dir and psk_file), or -ENOMEM.
+ */
+int ferry_engine_set_tls(struct ferry_engine *eng, const struct ferry_tls_attr *attr);
 
 /** ferry_engine_set_event_cb() - progress events; NULL to stop them. */
 int ferry_engine_set_event_cb(struct ferry_engine *eng, ferry_event_fn fn, void *opaque);

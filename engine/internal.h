@@ -14,6 +14,7 @@
 #include <ferry/error.h>
 #include <ferry/savevm.h>
 #include <ferry/stream.h>
+#include <ferry/tls.h>
 #include <ferry_log_internal.h>
 
 #include "bitmap.h"
@@ -188,6 +189,12 @@ struct ferry_engine {
 	struct ferry_vcpu_ops vcpu;
 	bool has_vcpu;
 	struct ferry_params params;
+	/* ferry_engine_set_tls(): the settings (strings owned), and the
+	 * credentials loaded for the migration in progress (role by side) */
+	bool tls_on;
+	struct ferry_tls_attr tls_attr;
+	struct ferry_tls_creds *tls;
+	char tls_host[256]; /* source: the name the destination's certificate must carry */
 	ferry_event_fn ev_fn;
 	void *ev_opaque;
 	ferry_done_fn done_fn;
@@ -233,6 +240,8 @@ void eng_stats_add(struct ferry_engine *eng, uint64_t *field, uint64_t v);
 int eng_watchdog_start(struct ferry_engine *eng);
 void eng_watchdog_stop(struct ferry_engine *eng);
 void eng_conn_shutdown(struct ferry_engine *eng);
+/* Forget the ferry_engine_set_tls() settings. */
+void eng_tls_clear(struct ferry_engine *eng);
 void eng_finish(struct ferry_engine *eng, enum ferry_status final);
 
 /* converge.c: pure arithmetic of convergence */

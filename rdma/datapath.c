@@ -15,6 +15,7 @@
  * 100 ms slices, so that the main stream's end (peer_gone) is noticed;
  * receive() waits for the lane's next flush.
  */
+#include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -93,9 +94,12 @@ static void fill_info(const struct ferry_rdma_stats *st, struct ferry_dp_info *o
 	snprintf(out->device, sizeof(out->device), "%s", st->device);
 }
 
+static_assert(FERRY_DP_AUTH_KEY_LEN == FERRY_RDMA_AUTH_KEY_LEN, "one lane key size");
+
 int ferry_rdma_dp_fallback_error(int err)
 {
-	return err < 0 && err != -ECANCELED && err != FERRY_ECANCELED;
+	/* FERRY_EAUTH: whoever answered is not our destination; TCP would not be better. */
+	return err < 0 && err != -ECANCELED && err != FERRY_ECANCELED && err != FERRY_EAUTH;
 }
 
 /* ---- source ---------------------------------------------------------------------------- */
@@ -140,6 +144,8 @@ static int rdp_source_create(const struct ferry_dp_source_attr *attr, void **ctx
 		s->block_len[i] = attr->blocks[i].length;
 	a.host = host;
 	memcpy(a.id, attr->id, sizeof(a.id));
+	a.auth = attr->auth;
+	memcpy(a.auth_key, attr->auth_key, sizeof(a.auth_key));
 	a.lanes = attr->lanes;
 	a.blocks = blocks;
 	a.n_blocks = attr->nblocks;
@@ -147,6 +153,7 @@ static int rdp_source_create(const struct ferry_dp_source_attr *attr, void **ctx
 	if (attr->timeout_ms > 0)
 		a.timeout_ms = attr->timeout_ms;
 	ret = ferry_rdma_source_create(&a, &s->src);
+	explicit_bzero(a.auth_key, sizeof(a.auth_key));
 	free(blocks);
 	if (ret < 0) {
 		free(s->block_len);
@@ -327,6 +334,8 @@ static int rdp_dest_create(const struct ferry_dp_dest_attr *attr, void **ctx)
 		d->host[0] = '\0';
 	d->a.host = d->host[0] ? d->host : NULL;
 	memcpy(d->a.id, attr->id, sizeof(d->a.id));
+	d->a.auth = attr->auth;
+	memcpy(d->a.auth_key, attr->auth_key, sizeof(d->a.auth_key));
 	d->a.lanes = attr->lanes;
 	d->a.blocks = d->blocks;
 	d->a.n_blocks = attr->nblocks;
@@ -349,6 +358,8 @@ static int rdp_dest_listen(void *ctx)
 	if (atomic_load(&d->aborted))
 		return -ECANCELED;
 	ret = ferry_rdma_dest_create(&d->a, &dst);
+	/* The destination keeps its own copy of the key. */
+	explicit_bzero(d->a.auth_key, sizeof(d->a.auth_key));
 	if (ret < 0)
 		return ret;
 	atomic_store(&d->dst, dst);

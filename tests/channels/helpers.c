@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -322,4 +323,37 @@ bool ct_join_within(void *thread, int ms)
 		ts.tv_nsec -= 1000000000;
 	}
 	return pthread_timedjoin_np(*(pthread_t *)thread, NULL, &ts) == 0;
+}
+
+bool ct_tls_certs(char *dir, size_t size, char *why, size_t whysize)
+{
+	char cmd[1024];
+	const char *tmp = getenv("TMPDIR");
+
+	if (system("command -v certtool >/dev/null 2>&1") != 0) {
+		snprintf(why, whysize, "certtool (Debian gnutls-bin) is not installed");
+		return false;
+	}
+	snprintf(dir, size, "%s/ferry-tls-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+	if (!mkdtemp(dir)) {
+		snprintf(why, whysize, "mkdtemp: %s", strerror(errno));
+		return false;
+	}
+	snprintf(cmd, sizeof(cmd), "sh %s/tests/channels/make-tls-certs.sh %s", FERRY_SOURCE_DIR,
+		 dir);
+	if (system(cmd) != 0) {
+		snprintf(why, whysize, "making the certificates failed (%s)", cmd);
+		return false;
+	}
+	return true;
+}
+
+void ct_tls_certs_remove(const char *dir)
+{
+	char cmd[600];
+
+	if (!dir[0] || strncmp(dir, "/", 1) != 0 || !strstr(dir, "/ferry-tls-"))
+		return;
+	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+	(void)system(cmd);
 }
