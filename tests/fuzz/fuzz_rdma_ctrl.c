@@ -93,6 +93,9 @@ static void fuzz_conn_req(const uint8_t *p, size_t len)
 	CHECK(rdm_conn_req_from_wire(again, RDM_CONN_REQ_LEN, &r2) == 0);
 	CHECK(r2.version == r.version && r2.lane == r.lane && r2.lanes == r.lanes);
 	CHECK(memcmp(r2.id, r.id, sizeof(r.id)) == 0);
+	/* The authenticator tag travels only when its flag says so, and then whole. */
+	CHECK(r2.has_auth == r.has_auth);
+	CHECK(!r.has_auth || memcmp(r2.auth, r.auth, sizeof(r.auth)) == 0);
 }
 
 static void fuzz_conn_reply(const uint8_t *p, size_t len)

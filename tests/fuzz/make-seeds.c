@@ -470,6 +470,12 @@ static int rdma_seeds(const char *dir)
 	rdm_conn_req_to_wire(&req, w);
 	if (rdma_seed(dir, "conn-req", 2, w, RDM_CONN_REQ_LEN) < 0)
 		return -1;
+	/* With the authenticator tag keyed from the TLS session (docs/security-tls.md). */
+	req.has_auth = true;
+	memset(req.auth, 0xa7, sizeof(req.auth));
+	rdm_conn_req_to_wire(&req, w);
+	if (rdma_seed(dir, "conn-req-auth", 2, w, RDM_CONN_REQ_LEN) < 0)
+		return -1;
 	rdm_conn_reply_to_wire(RDM_REJ_ID, 4, w);
 	return rdma_seed(dir, "conn-reply", 3, w, RDM_CONN_REPLY_LEN);
 }
