@@ -74,6 +74,9 @@ scenario auto-converge completed completed "$G --dirty-rate 256M --channels 2 --
 # rdma: on a host without a device: the offer falls back to TCP lanes (with a
 # device, the RDMA lanes' threads).
 scenario rdma-or-fallback completed completed "rdma $G --dirty-rate 16M --channels 2 --timeout 120000" "$G --timeout 120000"
+# TLS (PSK) on the main stream and every lane: GnuTLS sessions in the worker threads.
+printf 'ferry-tsan:%s\n' "$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')" >"$LOGS/psk.txt"
+scenario tls-psk-lanes completed completed "$G --dirty-rate 16M --channels 2 --tls-psk $LOGS/psk.txt --timeout 120000" "$G --tls-psk $LOGS/psk.txt --timeout 120000"
 # The watchdog ends it mid-round: workers aborted on both sides.
 scenario timeout-mid-round failed failed "$G --dirty-rate 16M --channels 2 --max-bandwidth 16M --timeout 1500" "$G --timeout 1500"
 
