@@ -118,7 +118,7 @@ static void rm_rf(const char *dir)
 		return;
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	if (system(cmd) != 0)
-		cr_log_warn("could not remove %s", dir);
+		cr_log_info("could not remove %s", dir);
 }
 
 /* Have QEMU write a stream to @dir/@name; skip the test when QEMU is missing. */
