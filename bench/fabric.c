@@ -1,0 +1,506 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The fabric's ceiling, measured by ferry itself in the same session as the
+ * migrations: N streams writing messages of ferry's size (TCP or unix
+ * sockets, read on the other end into one buffer), or RDMA WRITEs through
+ * ferry's rdma/ data path on the local device; and memcpy bandwidth as the
+ * reference for what one core can copy.
+ */
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <ferry/error.h>
+#include <ferry/rdma.h>
+
+#include "harness.h"
+
+static double now_s(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+double bench_memcpy_bandwidth(void)
+{
+	const size_t len = 64u << 20;
+	double best = 0;
+	char *a = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char *b = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+	if (a == MAP_FAILED || b == MAP_FAILED)
+		goto out;
+	memset(a, 0x5a, len);
+	memset(b, 0xa5, len);
+	for (int i = 0; i < 5; i++) {
+		double t0 = now_s(), dt;
+
+		memcpy(i % 2 ? a : b, i % 2 ? b : a, len);
+		dt = now_s() - t0;
+		if (dt > 0 && (double)len / dt > best)
+			best = (double)len / dt;
+	}
+	/* Keep the copies from being optimised away. */
+	if (a[len / 2] == 0)
+		best = 0;
+out:
+	if (a != MAP_FAILED)
+		munmap(a, len);
+	if (b != MAP_FAILED)
+		munmap(b, len);
+	return best;
+}
+
+/* "tcp:HOST:PORT" or "unix:PATH" into a socket address. */
+static int resolve(const char *uri, struct sockaddr_storage *ss, socklen_t *sl, int *family)
+{
+	if (strncmp(uri, "unix:", 5) == 0) {
+		struct sockaddr_un *un = (struct sockaddr_un *)ss;
+
+		if (strlen(uri + 5) >= sizeof(un->sun_path) || !uri[5])
+			return -EINVAL;
+		memset(un, 0, sizeof(*un));
+		un->sun_family = AF_UNIX;
+		strcpy(un->sun_path, uri + 5);
+		*sl = sizeof(*un);
+		*family = AF_UNIX;
+		return 0;
+	}
+	if (strncmp(uri, "tcp:", 4) == 0) {
+		char host[256];
+		const char *colon = strrchr(uri + 4, ':');
+		struct addrinfo hints = {.ai_socktype = SOCK_STREAM}, *ai;
+		size_t hl;
+
+		if (!colon)
+			return -EINVAL;
+		hl = (size_t)(colon - (uri + 4));
+		if (hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, uri + 4, hl);
+		host[hl] = 0;
+		if (getaddrinfo(hl ? host : NULL, colon + 1, &hints, &ai) != 0)
+			return -EHOSTUNREACH;
+		memcpy(ss, ai->ai_addr, ai->ai_addrlen);
+		*sl = ai->ai_addrlen;
+		*family = ai->ai_family;
+		freeaddrinfo(ai);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+struct bench_sink {
+	int lfd;
+	uint32_t streams;
+	uint64_t msg_size;
+	int timeout_ms;
+	pthread_t th;
+	uint64_t bytes;
+	double t_first, t_last;
+	int err;
+	char path[108];
+};
+
+/* Accept every stream, then read them all until EOF with poll (one thread). */
+static void *sink_main(void *a)
+{
+	struct bench_sink *s = a;
+	struct pollfd pf[FERRY_MAX_CHANNELS];
+	char *buf = malloc(s->msg_size);
+	uint32_t open = 0, accepted = 0;
+
+	if (!buf) {
+		s->err = -ENOMEM;
+		return NULL;
+	}
+	for (uint32_t i = 0; i < s->streams; i++) {
+		struct pollfd lp = {s->lfd, POLLIN, 0};
+
+		if (poll(&lp, 1, s->timeout_ms) != 1) {
+			s->err = -ETIMEDOUT;
+			goto out;
+		}
+		pf[i].fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (pf[i].fd < 0) {
+			s->err = -errno;
+			goto out;
+		}
+		pf[i].events = POLLIN;
+		open++;
+		accepted++;
+	}
+	while (open) {
+		int n = poll(pf, s->streams, s->timeout_ms);
+
+		if (n <= 0) {
+			s->err = n < 0 ? -errno : -ETIMEDOUT;
+			break;
+		}
+		for (uint32_t i = 0; i < s->streams; i++) {
+			ssize_t r;
+
+			if (pf[i].fd < 0 || !pf[i].revents)
+				continue;
+			r = recv(pf[i].fd, buf, s->msg_size, 0);
+			if (r > 0) {
+				if (!s->bytes)
+					s->t_first = now_s();
+				s->bytes += (uint64_t)r;
+				s->t_last = now_s();
+				continue;
+			}
+			close(pf[i].fd);
+			pf[i].fd = -1;
+			open--;
+		}
+	}
+out:
+	for (uint32_t i = 0; i < accepted; i++)
+		if (pf[i].fd >= 0)
+			close(pf[i].fd);
+	free(buf);
+	return NULL;
+}
+
+int bench_sink_start(const char *uri, uint32_t streams, uint64_t msg_size, int timeout_ms,
+		     struct bench_sink **out, int *port)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int family, ret, one = 1;
+	struct bench_sink *s;
+
+	*out = NULL;
+	if (!streams || streams > FERRY_MAX_CHANNELS || !msg_size)
+		return -EINVAL;
+	ret = resolve(uri, &ss, &sl, &family);
+	if (ret)
+		return ret;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->streams = streams;
+	s->msg_size = msg_size;
+	s->timeout_ms = timeout_ms;
+	s->lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (s->lfd < 0)
+		goto fail_errno;
+	setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (family == AF_UNIX) {
+		memcpy(s->path, ((struct sockaddr_un *)&ss)->sun_path, sizeof(s->path));
+		unlink(s->path);
+	}
+	if (bind(s->lfd, (struct sockaddr *)&ss, sl) < 0 || listen(s->lfd, (int)streams) < 0)
+		goto fail_errno;
+	if (port) {
+		*port = 0;
+		if (family != AF_UNIX) {
+			sl = sizeof(ss);
+			getsockname(s->lfd, (struct sockaddr *)&ss, &sl);
+			*port = ntohs(family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+							 : ((struct sockaddr_in *)&ss)->sin_port);
+		}
+	}
+	ret = -pthread_create(&s->th, NULL, sink_main, s);
+	if (ret)
+		goto fail;
+	*out = s;
+	return 0;
+fail_errno:
+	ret = -errno;
+fail:
+	if (s->lfd >= 0)
+		close(s->lfd);
+	free(s);
+	return ret;
+}
+
+int bench_sink_finish(struct bench_sink *s, uint64_t *bytes, double *seconds)
+{
+	int ret;
+
+	pthread_join(s->th, NULL);
+	close(s->lfd);
+	if (s->path[0])
+		unlink(s->path);
+	*bytes = s->bytes;
+	*seconds = s->t_last - s->t_first;
+	ret = s->err;
+	free(s);
+	return ret;
+}
+
+struct sender {
+	int fd;
+	uint64_t msg_size;
+	double deadline;
+	volatile int *stop;
+	const char *buf;
+	int err;
+};
+
+static void *sender_main(void *a)
+{
+	struct sender *s = a;
+
+	while (now_s() < s->deadline && !(s->stop && *s->stop)) {
+		uint64_t off = 0;
+
+		while (off < s->msg_size) {
+			ssize_t w = send(s->fd, s->buf + off, s->msg_size - off, MSG_NOSIGNAL);
+
+			if (w < 0) {
+				if (errno == EINTR)
+					continue;
+				s->err = -errno;
+				return NULL;
+			}
+			off += (uint64_t)w;
+		}
+	}
+	return NULL;
+}
+
+int bench_stream_send(const char *uri, uint32_t streams, uint64_t msg_size, uint64_t ms,
+		      volatile int *stop)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int family, ret;
+	struct sender snd[FERRY_MAX_CHANNELS];
+	pthread_t th[FERRY_MAX_CHANNELS];
+	uint32_t opened = 0, started = 0;
+	char *buf;
+
+	if (!streams || streams > FERRY_MAX_CHANNELS || !msg_size)
+		return -EINVAL;
+	ret = resolve(uri, &ss, &sl, &family);
+	if (ret)
+		return ret;
+	buf = malloc(msg_size);
+	if (!buf)
+		return -ENOMEM;
+	/* Non-zero, page-specific data, like the guest's. */
+	for (uint64_t i = 0; i < msg_size; i++)
+		buf[i] = (char)(i * 131 + (i >> 12) + 1);
+	for (; opened < streams; opened++) {
+		int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+		if (fd < 0 || connect(fd, (struct sockaddr *)&ss, sl) < 0) {
+			ret = -errno;
+			if (fd >= 0)
+				close(fd);
+			goto out;
+		}
+		snd[opened] = (struct sender){fd, msg_size, 0, stop, buf, 0};
+	}
+	for (uint32_t i = 0; i < streams; i++)
+		snd[i].deadline = now_s() + (double)ms / 1e3;
+	for (; started < streams; started++)
+		if (pthread_create(&th[started], NULL, sender_main, &snd[started])) {
+			ret = -EAGAIN;
+			break;
+		}
+	for (uint32_t i = 0; i < started; i++) {
+		pthread_join(th[i], NULL);
+		if (snd[i].err && !ret)
+			ret = snd[i].err;
+	}
+out:
+	for (uint32_t i = 0; i < opened; i++)
+		close(snd[i].fd);
+	free(buf);
+	return ret;
+}
+
+/* ---- RDMA WRITE on the local device, like tests/rdma/rdma_bw.c ---------------- */
+
+struct rdma_lane {
+	struct ferry_rdma_source *src;
+	uint32_t index;
+	uint64_t off, len, size;
+	double deadline;
+	volatile int *stop;
+	uint64_t bytes;
+	int err;
+};
+
+static void *rdma_lane_main(void *a)
+{
+	struct rdma_lane *l = a;
+	uint64_t pos = 0;
+
+	while (!l->err && now_s() < l->deadline && !(l->stop && *l->stop)) {
+		struct ferry_rdma_run runs[16];
+		size_t k;
+
+		for (k = 0; k < 16; k++) {
+			if (pos + l->size > l->len)
+				pos = 0;
+			runs[k] = (struct ferry_rdma_run){
+			    .block = 0, .offset = l->off + pos, .length = l->size};
+			pos += l->size;
+		}
+		l->err = ferry_rdma_source_write(l->src, l->index, runs, k);
+		if (!l->err)
+			l->bytes += k * l->size;
+	}
+	if (!l->err)
+		l->err = ferry_rdma_source_flush(l->src, l->index, 1);
+	return NULL;
+}
+
+/* Returns bytes per second (> 0), or a negative code (FERRY_ENORDMA without a device). */
+static double rdma_ceiling(uint32_t lanes, uint64_t msg, uint64_t ms, volatile int *stop)
+{
+	struct ferry_rdma_device_info dev;
+	uint64_t region = (uint64_t)lanes * msg * 8;
+	struct ferry_rdma_block sb, db;
+	struct ferry_rdma_source_attr sa;
+	struct ferry_rdma_dest_attr da;
+	struct ferry_rdma_source *src = NULL;
+	struct ferry_rdma_dest *dst = NULL;
+	struct rdma_lane l[FERRY_RDMA_MAX_LANES];
+	pthread_t th[FERRY_RDMA_MAX_LANES];
+	uint64_t bytes = 0;
+	double t0, t1, ret;
+	void *sm, *dm;
+	char addr[64] = "";
+
+	if (ferry_rdma_devices(&dev, 1) < 1 || !dev.netdev[0])
+		return FERRY_ENORDMA;
+	/* The device's address: loopback through the device needs its own IP. */
+	{
+		char cmd[128];
+		FILE *p;
+
+		snprintf(
+		    cmd, sizeof(cmd),
+		    "ip -4 -o addr show dev %.32s 2>/dev/null | awk '{print $4}' | cut -d/ -f1",
+		    dev.netdev);
+		p = popen(cmd, "r");
+		if (p) {
+			if (!fgets(addr, sizeof(addr), p))
+				addr[0] = 0;
+			pclose(p);
+		}
+		addr[strcspn(addr, "\n")] = 0;
+		if (!addr[0])
+			return FERRY_ENORDMA;
+	}
+	sm = mmap(NULL, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	dm = mmap(NULL, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (sm == MAP_FAILED || dm == MAP_FAILED) {
+		ret = -ENOMEM;
+		goto out_map;
+	}
+	memset(sm, 0x5a, region);
+	sb = (struct ferry_rdma_block){sm, region};
+	db = (struct ferry_rdma_block){dm, region};
+	ferry_rdma_dest_attr_init(&da);
+	da.host = addr;
+	memset(da.id, 0x62, sizeof(da.id));
+	da.lanes = lanes;
+	da.blocks = &db;
+	da.n_blocks = 1;
+	ret = ferry_rdma_dest_create(&da, &dst);
+	if (ret)
+		goto out_map;
+	ferry_rdma_source_attr_init(&sa);
+	sa.host = addr;
+	sa.port = ferry_rdma_dest_port(dst);
+	memcpy(sa.id, da.id, sizeof(sa.id));
+	sa.lanes = lanes;
+	sa.blocks = &sb;
+	sa.n_blocks = 1;
+	ret = ferry_rdma_source_create(&sa, &src);
+	if (!ret)
+		ret = ferry_rdma_source_connect(src);
+	if (!ret)
+		ret = ferry_rdma_dest_accept(dst, 10000);
+	if (ret)
+		goto out;
+	t0 = now_s();
+	for (uint32_t i = 0; i < lanes; i++) {
+		l[i] = (struct rdma_lane){
+		    src, i, region / lanes * i, region / lanes, msg, t0 + (double)ms / 1e3, stop,
+		    0,	 0};
+		pthread_create(&th[i], NULL, rdma_lane_main, &l[i]);
+	}
+	for (uint32_t i = 0; i < lanes; i++) {
+		pthread_join(th[i], NULL);
+		bytes += l[i].bytes;
+		if (l[i].err && !ret)
+			ret = l[i].err;
+	}
+	t1 = now_s();
+	if (!ret)
+		ret = t1 > t0 ? (double)bytes / (t1 - t0) : 0;
+out:
+	if (src)
+		ferry_rdma_source_close(src);
+	if (dst)
+		ferry_rdma_dest_close(dst);
+out_map:
+	if (sm != MAP_FAILED)
+		munmap(sm, region);
+	if (dm != MAP_FAILED)
+		munmap(dm, region);
+	return ret;
+}
+
+int bench_ceiling_local(struct bench_ceiling *c, uint64_t ms, const char *dir, volatile int *stop)
+{
+	char uri[256];
+	struct bench_sink *sink;
+	uint64_t bytes;
+	double secs;
+	int port, ret, sret;
+
+	c->bytes_per_s = 0;
+	if (c->transport == BENCH_TR_RDMA) {
+		double r = rdma_ceiling(c->streams, c->msg_size, ms, stop);
+
+		if (r > 0) {
+			c->bytes_per_s = r;
+			snprintf(c->method, sizeof(c->method), "rdma write");
+			return 0;
+		}
+		/* The engine falls back to TCP without a device; so does its ceiling. */
+		snprintf(c->method, sizeof(c->method), "tcp streams (no rdma: %s)",
+			 r == FERRY_ENORDMA ? "no device" : "failed");
+	} else {
+		snprintf(c->method, sizeof(c->method), "%s streams",
+			 bench_transport_name(c->transport));
+	}
+	if (c->transport == BENCH_TR_UNIX)
+		snprintf(uri, sizeof(uri), "unix:%s/ceiling.sock", dir);
+	else
+		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:0");
+	ret = bench_sink_start(uri, c->streams, c->msg_size, 10000, &sink, &port);
+	if (ret)
+		return ret;
+	if (c->transport != BENCH_TR_UNIX)
+		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", port);
+	ret = bench_stream_send(uri, c->streams, c->msg_size, ms, stop);
+	sret = bench_sink_finish(sink, &bytes, &secs);
+	if (!ret)
+		ret = sret;
+	if (!ret && secs > 0)
+		c->bytes_per_s = (double)bytes / secs;
+	return ret;
+}
