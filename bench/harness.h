@@ -193,12 +193,13 @@ void bench_report_markdown(FILE *f, const struct bench_session *s, const struct 
 			   size_t n, const char *const *plots, size_t n_plots);
 /**
  * bench_plots_write() - gnuplot data and scripts in @dir, and the plots
- * (SVG) when gnuplot is found on PATH. @names receives the plot files made
+ * (PNG, gnuplot's pngcairo) when gnuplot is found on PATH. The throughput plot also draws
+ * @ses's ceilings (dashed; @ses may be NULL). @names receives the plot files made
  * (up to @max). Returns how many were made, or -ENOENT when gnuplot is
  * missing (the data and scripts are written anyway).
  */
-int bench_plots_write(const char *dir, const struct bench_result *r, size_t n, const char **names,
-		      size_t max);
+int bench_plots_write(const char *dir, const struct bench_session *ses,
+		      const struct bench_result *r, size_t n, const char **names, size_t max);
 
 /* ---- fabric.c -------------------------------------------------------------- */
 

@@ -476,10 +476,8 @@ static int write_series(FILE *dat, FILE *gp, const char *datname, const struct b
 			written ? ", \\\n     " : "plot ", datname, written, style, labels[s]);
 		written++;
 	}
-	if (written)
-		fputc('\n', gp);
 	free(labels);
-	return written;
+	return written; /* the plot command is left open: the caller ends its line */
 }
 
 static FILE *open_in(const char *dir, const char *name)
@@ -490,16 +488,60 @@ static FILE *open_in(const char *dir, const char *name)
 	return fopen(path, "w");
 }
 
-static const char gp_head[] =
-    "set terminal svg size 640,400 dynamic font 'sans,11' background '#ffffff'\n"
-    "set key outside bottom center horizontal font ',9'\n"
-    "set grid\n";
+static const char gp_head[] = "set terminal pngcairo size 820,400 font 'sans,9'\n"
+			      "set key outside right top vertical font ',8'\n"
+			      "set grid\n";
 
-int bench_plots_write(const char *dir, const struct bench_result *r, size_t n, const char **names,
-		      size_t max)
+/* The ceilings as dashed series after @written ones: x = channels, y = the ceiling's Gbit/s. */
+static int write_ceilings(FILE *dat, FILE *gp, const char *datname, const struct bench_session *ses,
+			  const struct bench_result *r, size_t n, int written)
 {
-	static const char *const svgs[] = {"throughput-vs-workers.svg",
-					   "downtime-vs-dirty-rate.svg", "remaining-per-round.svg"};
+	for (int t = 0; ses && t < BENCH_TR_COUNT; t++) {
+		bool any = false;
+		uint64_t seen = 0; /* channel counts 0..63 drawn */
+
+		for (size_t i = 0; i < n; i++) {
+			const struct bench_ceiling *c;
+			uint32_t ch = r[i].sc.channels;
+
+			if (r[i].sc.transport != (enum bench_transport)t || ch > 63 ||
+			    (seen & (1ull << ch)))
+				continue;
+			seen |= 1ull << ch;
+			c = bench_session_ceiling(ses, r[i].sc.transport, ch ? ch : 1);
+			if (!c || c->bytes_per_s <= 0)
+				continue;
+			if (!any)
+				fprintf(dat, "# ceiling %s\n",
+					bench_transport_name(r[i].sc.transport));
+			any = true;
+		}
+		if (!any)
+			continue;
+		for (uint32_t ch = 0; ch < 64; ch++) {
+			const struct bench_ceiling *c;
+
+			if (!(seen & (1ull << ch)))
+				continue;
+			c = bench_session_ceiling(ses, (enum bench_transport)t, ch ? ch : 1);
+			if (c && c->bytes_per_s > 0)
+				fprintf(dat, "%u %g\n", ch, GBIT(c->bytes_per_s));
+		}
+		fprintf(dat, "\n\n");
+		fprintf(gp,
+			"%s'%s' index %d using 1:2 with linespoints dt 2 pt 6 title 'ceiling %s'",
+			written ? ", \\\n     " : "plot ", datname, written,
+			bench_transport_name((enum bench_transport)t));
+		written++;
+	}
+	return written;
+}
+
+int bench_plots_write(const char *dir, const struct bench_session *ses,
+		      const struct bench_result *r, size_t n, const char **names, size_t max)
+{
+	static const char *const pngs[] = {"throughput-vs-workers.png",
+					   "downtime-vs-dirty-rate.png", "remaining-per-round.png"};
 	bool made[3] = {false};
 	FILE *dat, *gp;
 	int count = 0;
@@ -510,13 +552,18 @@ int bench_plots_write(const char *dir, const struct bench_result *r, size_t n, c
 	gp = open_in(dir, "throughput-vs-workers.gp");
 	if (dat && gp) {
 		fprintf(gp,
-			"%sset output 'throughput-vs-workers.svg'\n"
+			"%sset output 'throughput-vs-workers.png'\n"
 			"set title 'Throughput against data-path workers (median)'\n"
 			"set xlabel 'channels (workers; 0 = main stream)'\n"
 			"set ylabel 'Gbit/s'\nset yrange [0:*]\nset xtics 1\n",
 			gp_head);
-		made[0] = write_series(dat, gp, "throughput-vs-workers.dat", r, n, SKIP_CHANNELS,
-				       false, "linespoints pt 7") > 0;
+		int w = write_series(dat, gp, "throughput-vs-workers.dat", r, n, SKIP_CHANNELS,
+				     false, "linespoints pt 7");
+
+		if (w > 0)
+			w = write_ceilings(dat, gp, "throughput-vs-workers.dat", ses, r, n, w);
+		fputc('\n', gp);
+		made[0] = w > 0;
 	}
 	if (dat)
 		fclose(dat);
@@ -528,7 +575,7 @@ int bench_plots_write(const char *dir, const struct bench_result *r, size_t n, c
 	gp = open_in(dir, "downtime-vs-dirty-rate.gp");
 	if (dat && gp) {
 		fprintf(gp,
-			"%sset output 'downtime-vs-dirty-rate.svg'\n"
+			"%sset output 'downtime-vs-dirty-rate.png'\n"
 			"set title 'Downtime against requested dirty rate (median)'\n"
 			"set xlabel 'dirty rate, MiB/s'\nset ylabel 'downtime, ms'\n"
 			"set yrange [0:*]\n",
@@ -549,7 +596,7 @@ int bench_plots_write(const char *dir, const struct bench_result *r, size_t n, c
 		int series = 0;
 
 		fprintf(gp,
-			"%sset output 'remaining-per-round.svg'\n"
+			"%sset output 'remaining-per-round.png'\n"
 			"set title 'Dirty bytes remaining after each round (first run)'\n"
 			"set xlabel 'round'\nset ylabel 'MiB'\nset logscale y\nset xtics 1\n",
 			gp_head);
@@ -589,10 +636,10 @@ int bench_plots_write(const char *dir, const struct bench_result *r, size_t n, c
 
 		if (!made[i])
 			continue;
-		snprintf(gpname, sizeof(gpname), "%.*s.gp", (int)(strlen(svgs[i]) - 4), svgs[i]);
+		snprintf(gpname, sizeof(gpname), "%.*s.gp", (int)(strlen(pngs[i]) - 4), pngs[i]);
 		snprintf(cmd, sizeof(cmd), "cd '%s' && gnuplot '%s' 2>gnuplot.log", dir, gpname);
 		if (system(cmd) == 0 && (size_t)count < max)
-			names[count++] = svgs[i];
+			names[count++] = pngs[i];
 	}
 	return count;
 }

@@ -142,7 +142,7 @@ static void out_close(struct out *o, bool quiet)
 	if (getloadavg(la, 1) == 1)
 		o->ses.loadavg_end = la[0];
 	o->ses.interrupted = g_stop != 0;
-	np = bench_plots_write(o->dir, o->res, o->n, plots, 3);
+	np = bench_plots_write(o->dir, &o->ses, o->res, o->n, plots, 3);
 	if (np == -ENOENT) {
 		np = 0;
 		if (!quiet)

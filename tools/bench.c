@@ -31,7 +31,7 @@ static const char usage[] =
     "  --downtime 300          downtime limit, ms\n"
     "Constants: --reps N (3), --vcpus N (2), --seed N (42), --timeout MS (120000),\n"
     "  --msg-size SIZE (2M, the ceiling's message), --ceiling-time MS (2000).\n"
-    "Output in --out DIR (bench-out): results.jsonl, results.csv, report.md, plots (SVG,\n"
+    "Output in --out DIR (bench-out): results.jsonl, results.csv, report.md, plots (PNG,\n"
     "when gnuplot is installed). Progress on stderr; Ctrl-C stops and keeps finished runs.\n"
     "--server listens for a --peer (control port 4480) and receives its guests;\n"
     "--max-ram bounds what it accepts (4G); --once exits after one peer.\n"
