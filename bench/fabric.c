@@ -327,7 +327,76 @@ out:
 	return ret;
 }
 
-/* ---- RDMA WRITE on the local device, like tests/rdma/rdma_bw.c ---------------- */
+/* ---- RDMA WRITE through ferry's rdma/ data path, like tests/rdma/rdma_bw.c ------ */
+
+/* Each lane writes its own slice of a region of 8 messages per lane, round and round. */
+static uint64_t rdma_region(uint32_t lanes, uint64_t msg)
+{
+	return (uint64_t)lanes * msg * 8;
+}
+
+static const uint8_t rdma_id[FERRY_RDMA_ID_LEN] = "ferry-bench-ceil";
+
+struct bench_rdma_sink {
+	struct ferry_rdma_dest *dst;
+	struct ferry_rdma_block blk;
+};
+
+int bench_rdma_sink_start(const char *addr, uint32_t lanes, uint64_t msg,
+			  struct bench_rdma_sink **out, int *port)
+{
+	struct bench_rdma_sink *s;
+	struct ferry_rdma_dest_attr da;
+	uint64_t region = rdma_region(lanes, msg);
+	int ret;
+
+	*out = NULL;
+	if (!lanes || lanes > FERRY_RDMA_MAX_LANES || !msg)
+		return -EINVAL;
+	if (ferry_rdma_devices(NULL, 0) < 1)
+		return FERRY_ENORDMA;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->blk.length = region;
+	s->blk.host =
+	    mmap(NULL, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (s->blk.host == MAP_FAILED) {
+		free(s);
+		return -ENOMEM;
+	}
+	ferry_rdma_dest_attr_init(&da);
+	da.host = addr;
+	memcpy(da.id, rdma_id, sizeof(da.id));
+	da.lanes = lanes;
+	da.blocks = &s->blk;
+	da.n_blocks = 1;
+	ret = ferry_rdma_dest_create(&da, &s->dst);
+	if (ret) {
+		munmap(s->blk.host, region);
+		free(s);
+		return ret;
+	}
+	*port = ferry_rdma_dest_port(s->dst);
+	*out = s;
+	return 0;
+}
+
+int bench_rdma_sink_finish(struct bench_rdma_sink *s, int timeout_ms)
+{
+	int ret = 0;
+
+	/* Every lane connected, then flushed: all the writes are placed. */
+	if (timeout_ms > 0) {
+		ret = ferry_rdma_dest_accept(s->dst, timeout_ms);
+		if (!ret)
+			ret = ferry_rdma_dest_wait_flush(s->dst, 1, timeout_ms);
+	}
+	ferry_rdma_dest_close(s->dst);
+	munmap(s->blk.host, s->blk.length);
+	free(s);
+	return ret;
+}
 
 struct rdma_lane {
 	struct ferry_rdma_source *src;
@@ -364,103 +433,93 @@ static void *rdma_lane_main(void *a)
 	return NULL;
 }
 
-/* Returns bytes per second (> 0), or a negative code (FERRY_ENORDMA without a device). */
-static double rdma_ceiling(uint32_t lanes, uint64_t msg, uint64_t ms, volatile int *stop)
+int bench_rdma_send(const char *addr, int port, uint32_t lanes, uint64_t msg, uint64_t ms,
+		    volatile int *stop, double *bytes_per_s)
 {
-	struct ferry_rdma_device_info dev;
-	uint64_t region = (uint64_t)lanes * msg * 8;
-	struct ferry_rdma_block sb, db;
+	uint64_t region = rdma_region(lanes, msg), bytes = 0;
 	struct ferry_rdma_source_attr sa;
-	struct ferry_rdma_dest_attr da;
 	struct ferry_rdma_source *src = NULL;
-	struct ferry_rdma_dest *dst = NULL;
+	struct ferry_rdma_block blk = {NULL, region};
 	struct rdma_lane l[FERRY_RDMA_MAX_LANES];
 	pthread_t th[FERRY_RDMA_MAX_LANES];
-	uint64_t bytes = 0;
-	double t0, t1, ret;
-	void *sm, *dm;
-	char addr[64] = "";
+	uint32_t started = 0;
+	double t0, t1;
+	int ret;
 
-	if (ferry_rdma_devices(&dev, 1) < 1 || !dev.netdev[0])
-		return FERRY_ENORDMA;
-	/* The device's address: loopback through the device needs its own IP. */
-	{
-		char cmd[128];
-		FILE *p;
-
-		snprintf(
-		    cmd, sizeof(cmd),
-		    "ip -4 -o addr show dev %.32s 2>/dev/null | awk '{print $4}' | cut -d/ -f1",
-		    dev.netdev);
-		p = popen(cmd, "r");
-		if (p) {
-			if (!fgets(addr, sizeof(addr), p))
-				addr[0] = 0;
-			pclose(p);
-		}
-		addr[strcspn(addr, "\n")] = 0;
-		if (!addr[0])
-			return FERRY_ENORDMA;
-	}
-	sm = mmap(NULL, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	dm = mmap(NULL, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	if (sm == MAP_FAILED || dm == MAP_FAILED) {
-		ret = -ENOMEM;
-		goto out_map;
-	}
-	memset(sm, 0x5a, region);
-	sb = (struct ferry_rdma_block){sm, region};
-	db = (struct ferry_rdma_block){dm, region};
-	ferry_rdma_dest_attr_init(&da);
-	da.host = addr;
-	memset(da.id, 0x62, sizeof(da.id));
-	da.lanes = lanes;
-	da.blocks = &db;
-	da.n_blocks = 1;
-	ret = ferry_rdma_dest_create(&da, &dst);
-	if (ret)
-		goto out_map;
+	*bytes_per_s = 0;
+	if (!lanes || lanes > FERRY_RDMA_MAX_LANES || !msg || port <= 0 || port > 65535)
+		return -EINVAL;
+	blk.host = mmap(NULL, region, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (blk.host == MAP_FAILED)
+		return -ENOMEM;
+	memset(blk.host, 0x5a, region);
 	ferry_rdma_source_attr_init(&sa);
 	sa.host = addr;
-	sa.port = ferry_rdma_dest_port(dst);
-	memcpy(sa.id, da.id, sizeof(sa.id));
+	sa.port = (uint16_t)port;
+	memcpy(sa.id, rdma_id, sizeof(sa.id));
 	sa.lanes = lanes;
-	sa.blocks = &sb;
+	sa.blocks = &blk;
 	sa.n_blocks = 1;
 	ret = ferry_rdma_source_create(&sa, &src);
 	if (!ret)
 		ret = ferry_rdma_source_connect(src);
-	if (!ret)
-		ret = ferry_rdma_dest_accept(dst, 10000);
 	if (ret)
 		goto out;
 	t0 = now_s();
-	for (uint32_t i = 0; i < lanes; i++) {
-		l[i] = (struct rdma_lane){
-		    src, i, region / lanes * i, region / lanes, msg, t0 + (double)ms / 1e3, stop,
-		    0,	 0};
-		pthread_create(&th[i], NULL, rdma_lane_main, &l[i]);
+	for (; started < lanes; started++) {
+		l[started] = (struct rdma_lane){.src = src,
+						.index = started,
+						.off = region / lanes * started,
+						.len = region / lanes,
+						.size = msg,
+						.deadline = t0 + (double)ms / 1e3,
+						.stop = stop};
+		if (pthread_create(&th[started], NULL, rdma_lane_main, &l[started])) {
+			ret = -EAGAIN;
+			break;
+		}
 	}
-	for (uint32_t i = 0; i < lanes; i++) {
+	for (uint32_t i = 0; i < started; i++) {
 		pthread_join(th[i], NULL);
 		bytes += l[i].bytes;
 		if (l[i].err && !ret)
 			ret = l[i].err;
 	}
 	t1 = now_s();
-	if (!ret)
-		ret = t1 > t0 ? (double)bytes / (t1 - t0) : 0;
+	if (!ret && t1 > t0)
+		*bytes_per_s = (double)bytes / (t1 - t0);
 out:
-	if (src)
-		ferry_rdma_source_close(src);
-	if (dst)
-		ferry_rdma_dest_close(dst);
-out_map:
-	if (sm != MAP_FAILED)
-		munmap(sm, region);
-	if (dm != MAP_FAILED)
-		munmap(dm, region);
+	if (src) {
+		if (ret)
+			ferry_rdma_source_destroy(src);
+		else
+			ferry_rdma_source_close(src);
+	}
+	munmap(blk.host, region);
 	return ret;
+}
+
+/* The address of the first RDMA device's netdev: loopback through the device needs it. */
+static int rdma_local_addr(char *addr, size_t len)
+{
+	struct ferry_rdma_device_info dev;
+	char cmd[128];
+	FILE *p;
+
+	if (ferry_rdma_devices(&dev, 1) < 1 || !dev.netdev[0])
+		return FERRY_ENORDMA;
+	snprintf(cmd, sizeof(cmd),
+		 "ip -4 -o addr show dev %.32s 2>/dev/null | awk '{print $4}' | cut -d/ -f1",
+		 dev.netdev);
+	p = popen(cmd, "r");
+	addr[0] = 0;
+	if (p) {
+		if (!fgets(addr, (int)len, p))
+			addr[0] = 0;
+		pclose(p);
+	}
+	addr[strcspn(addr, "\n")] = 0;
+	return addr[0] ? 0 : FERRY_ENORDMA;
 }
 
 int bench_ceiling_local(struct bench_ceiling *c, uint64_t ms, const char *dir, volatile int *stop)
@@ -473,16 +532,25 @@ int bench_ceiling_local(struct bench_ceiling *c, uint64_t ms, const char *dir, v
 
 	c->bytes_per_s = 0;
 	if (c->transport == BENCH_TR_RDMA) {
-		double r = rdma_ceiling(c->streams, c->msg_size, ms, stop);
+		struct bench_rdma_sink *rs;
+		char addr[64];
+		double r = 0;
 
-		if (r > 0) {
+		ret = rdma_local_addr(addr, sizeof(addr));
+		if (!ret)
+			ret = bench_rdma_sink_start(addr, c->streams, c->msg_size, &rs, &port);
+		if (!ret) {
+			ret = bench_rdma_send(addr, port, c->streams, c->msg_size, ms, stop, &r);
+			bench_rdma_sink_finish(rs, 0);
+		}
+		if (!ret && r > 0) {
 			c->bytes_per_s = r;
 			snprintf(c->method, sizeof(c->method), "rdma write");
 			return 0;
 		}
 		/* The engine falls back to TCP without a device; so does its ceiling. */
 		snprintf(c->method, sizeof(c->method), "tcp streams (no rdma: %s)",
-			 r == FERRY_ENORDMA ? "no device" : "failed");
+			 ret == FERRY_ENORDMA ? "no device" : "failed");
 	} else {
 		snprintf(c->method, sizeof(c->method), "%s streams",
 			 bench_transport_name(c->transport));

@@ -228,6 +228,23 @@ int bench_sink_finish(struct bench_sink *s, uint64_t *bytes, double *seconds);
 int bench_stream_send(const char *uri, uint32_t streams, uint64_t msg_size, uint64_t ms,
 		      volatile int *stop);
 /**
+ * bench_rdma_sink_start() - an RDMA WRITE target of @lanes queue pairs on
+ * @addr (ferry's rdma/ destination, port chosen). FERRY_ENORDMA without a
+ * device. bench_rdma_sink_finish() waits up to @timeout_ms (0: not at all)
+ * for every lane to connect and flush, then frees it.
+ */
+struct bench_rdma_sink;
+int bench_rdma_sink_start(const char *addr, uint32_t lanes, uint64_t msg,
+			  struct bench_rdma_sink **out, int *port);
+int bench_rdma_sink_finish(struct bench_rdma_sink *s, int timeout_ms);
+/**
+ * bench_rdma_send() - RDMA WRITE @msg bytes per work request on @lanes
+ * queue pairs to @addr:@port for @ms, flush, and report bytes per second
+ * (from the first post to the last flush). Returns 0 or a negative code.
+ */
+int bench_rdma_send(const char *addr, int port, uint32_t lanes, uint64_t msg, uint64_t ms,
+		    volatile int *stop, double *bytes_per_s);
+/**
  * bench_ceiling_local() - measure @c's transport with @c->streams streams of
  * @c->msg_size in this process (sink and sender over loopback / a unix
  * socket; RDMA WRITE on the local device, falling back to TCP when there is
@@ -276,6 +293,14 @@ int bench_source_run(const struct bench_scenario *sc, uint32_t seed, uint64_t ti
 		     const char *uri, volatile int *stop, bench_progress_fn progress, void *opaque,
 		     struct bench_result *r);
 
+/**
+ * bench_dump_ram() - write the RAM of the source guest that a scenario with
+ * @ram_bytes and @seed builds (page-specific non-zero data) to @path, so that
+ * another hypervisor (bench/peers/) migrates exactly the same bytes.
+ * Returns 0 or -errno.
+ */
+int bench_dump_ram(const char *path, uint64_t ram_bytes, uint32_t seed);
+
 /* ---- session.c ------------------------------------------------------------- */
 
 /** struct bench_options - the whole command line of `ferry bench`. */
@@ -288,6 +313,7 @@ struct bench_options {
 	uint64_t max_ram;      /* --server: the largest guest it accepts */
 	bool once;	       /* --server: serve one peer, then exit */
 	bool quiet;	       /* no progress display */
+	const char *dump_ram;  /* --dump-ram FILE: write the guest's RAM there and exit */
 	char command[2048];
 };
 

@@ -6,6 +6,7 @@
  * two-host runs call one half on each host.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -212,6 +213,40 @@ int bench_source_run(const struct bench_scenario *sc, uint32_t seed, uint64_t ti
 	ret = st.status == FERRY_STATUS_COMPLETED ? 0 : (st.error ? st.error : -ECANCELED);
 out:
 	ferry_engine_destroy(eng);
+	bench_guest_destroy(g);
+	return ret;
+}
+
+int bench_dump_ram(const char *path, uint64_t ram_bytes, uint32_t seed)
+{
+	struct bench_guest_attr ga = {.ram_bytes = ram_bytes, .fill_seed = seed};
+	struct bench_guest *g = NULL;
+	uint64_t len, off = 0;
+	uint8_t *ram;
+	int fd, ret = bench_guest_create(&ga, &g);
+
+	if (ret)
+		return ret;
+	ram = bench_guest_ram(g, &len);
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0) {
+		ret = -errno;
+		goto out;
+	}
+	while (off < len) {
+		ssize_t w = write(fd, ram + off, len - off);
+
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w < 0) {
+			ret = -errno;
+			break;
+		}
+		off += (uint64_t)w;
+	}
+	if (close(fd) < 0 && !ret)
+		ret = -errno;
+out:
 	bench_guest_destroy(g);
 	return ret;
 }

@@ -22,6 +22,7 @@
 
 #include <ferry/engine.h>
 #include <ferry/error.h>
+#include <ferry/rdma.h>
 
 #include "ctrl.h"
 #include "harness.h"
@@ -420,6 +421,48 @@ static int expect(int fd, struct bench_msg *m, uint16_t type, int timeout_ms)
 	return m->type == type ? 0 : FERRY_EBADSTREAM;
 }
 
+/*
+ * The RDMA ceiling across hosts: the server makes an RDMA WRITE target, this
+ * side writes to it for the ceiling time and measures. Returns 0 with
+ * c->bytes_per_s set, or -1 with *err set when it could not be measured (no
+ * device on either side, a failure): the caller falls back to TCP streams.
+ * Only a broken control connection is fatal, and it shows in the next message.
+ */
+static int peer_rdma_ceiling(int fd, const char *host, struct bench_ceiling *c,
+			     const struct bench_spec *sp, int *err)
+{
+	struct bench_msg m = {.type = BENCH_MSG_CEIL};
+	double bps = 0;
+	int ret, sret;
+
+	if (ferry_rdma_devices(NULL, 0) < 1) {
+		*err = FERRY_ENORDMA;
+		return -1;
+	}
+	m.u.ceil.transport = BENCH_TR_RDMA;
+	m.u.ceil.streams = c->streams;
+	m.u.ceil.msg_size = c->msg_size;
+	m.u.ceil.ms = sp->ceiling_ms;
+	ret = bench_msg_send(fd, &m);
+	if (!ret)
+		ret = expect(fd, &m, BENCH_MSG_READY, 10000);
+	if (ret) {
+		*err = ret;
+		return -1;
+	}
+	sret = bench_rdma_send(host, (int)m.u.ready.port, c->streams, c->msg_size, sp->ceiling_ms,
+			       &g_stop, &bps);
+	/* The server answers once every lane flushed, or with the reason it gave up. */
+	ret = expect(fd, &m, BENCH_MSG_CEIL_RESULT, (int)sp->ceiling_ms + 60000);
+	if (sret || ret || bps <= 0) {
+		*err = sret ? sret : ret;
+		return -1;
+	}
+	c->bytes_per_s = bps;
+	snprintf(c->method, sizeof(c->method), "rdma write to the server");
+	return 0;
+}
+
 int bench_run_peer(const struct bench_options *o)
 {
 	const struct bench_spec *sp = &o->spec;
@@ -429,7 +472,7 @@ int bench_run_peer(const struct bench_options *o)
 	struct out out;
 	char host[256], port[16];
 	uint64_t max_ram;
-	int n, fd, ret;
+	int n, fd = -ECONNREFUSED, ret;
 
 	if (split_host(o->peer, host, sizeof(host), port, sizeof(port)) < 0) {
 		fprintf(stderr, "ferry bench: bad --peer '%s'\n", o->peer);
@@ -445,7 +488,16 @@ int bench_run_peer(const struct bench_options *o)
 		fprintf(stderr, "ferry bench: the matrix: %s\n", strerror(-n));
 		return 2;
 	}
-	fd = tcp_connect(host, port);
+	install_sigint();
+	/* The server may be starting at the same moment (two guests, two namespaces): retry. */
+	for (int i = 0; i < 300 && !g_stop; i++) {
+		struct timespec ts = {0, 100 * 1000 * 1000};
+
+		fd = tcp_connect(host, port);
+		if (fd != -ECONNREFUSED && fd != -ENETUNREACH && fd != -EHOSTUNREACH)
+			break;
+		nanosleep(&ts, NULL);
+	}
 	if (fd < 0) {
 		fprintf(stderr, "ferry bench: cannot reach the server at %s port %s: %s\n", host,
 			port, strerror(-fd));
@@ -471,15 +523,23 @@ int bench_run_peer(const struct bench_options *o)
 		}
 	if (out_open(&out, o->out_dir, o->command, "peer", o->peer) < 0)
 		goto fail;
-	install_sigint();
 	out.ses.memcpy_bytes_per_s = bench_memcpy_bandwidth();
 	plan_ceilings(sp, &out.ses);
 	for (uint32_t i = 0; i < out.ses.n_ceilings && !g_stop; i++) {
 		struct bench_ceiling *c = &out.ses.ceilings[i];
 		char uri[300];
 
-		/* Across hosts the ceiling is TCP streams (rdma: falls back to TCP as well). */
-		snprintf(c->method, sizeof(c->method), "tcp streams to the server");
+		if (c->transport == BENCH_TR_RDMA &&
+		    peer_rdma_ceiling(fd, host, c, sp, &ret) == 0) {
+			say_ceiling(o, c, 0);
+			continue;
+		}
+		if (c->transport == BENCH_TR_RDMA)
+			snprintf(c->method, sizeof(c->method),
+				 "tcp streams to the server (no rdma: %s)",
+				 ret == FERRY_ENORDMA ? "no device" : "failed");
+		else
+			snprintf(c->method, sizeof(c->method), "tcp streams to the server");
 		m = (struct bench_msg){.type = BENCH_MSG_CEIL};
 		m.u.ceil.transport = BENCH_TR_TCP;
 		m.u.ceil.streams = c->streams;
@@ -655,6 +715,33 @@ static int serve_run(int fd, const struct bench_options *o, const struct bench_m
 	return bench_msg_send(fd, &m);
 }
 
+/* An RDMA WRITE target for the peer's ceiling; failures are reported, not fatal. */
+static int serve_rdma_ceiling(int fd, const struct bench_msg *req, const char *addr)
+{
+	struct bench_msg m = {.type = BENCH_MSG_READY};
+	struct bench_rdma_sink *sink;
+	int port = 0, ret;
+
+	ret = bench_rdma_sink_start(addr, req->u.ceil.streams, req->u.ceil.msg_size, &sink, &port);
+	if (ret) {
+		send_error(fd, ret, ret == FERRY_ENORDMA ? "no rdma device" : ferry_strerror(ret));
+		return 0;
+	}
+	m.u.ready.port = (uint32_t)port;
+	ret = bench_msg_send(fd, &m);
+	if (ret) {
+		bench_rdma_sink_finish(sink, 0);
+		return ret;
+	}
+	ret = bench_rdma_sink_finish(sink, (int)req->u.ceil.ms + 20000);
+	if (ret) {
+		send_error(fd, ret, ferry_strerror(ret));
+		return 0;
+	}
+	m = (struct bench_msg){.type = BENCH_MSG_CEIL_RESULT};
+	return bench_msg_send(fd, &m);
+}
+
 static int serve_ceiling(int fd, const struct bench_msg *req, const char *addr)
 {
 	struct bench_msg m = {.type = BENCH_MSG_READY};
@@ -664,6 +751,8 @@ static int serve_ceiling(int fd, const struct bench_msg *req, const char *addr)
 	double secs = 0;
 	int port, ret;
 
+	if (req->u.ceil.transport == BENCH_TR_RDMA)
+		return serve_rdma_ceiling(fd, req, addr);
 	snprintf(uri, sizeof(uri), strchr(addr, ':') ? "tcp:[%s]:0" : "tcp:%s:0", addr);
 	ret = bench_sink_start(uri, req->u.ceil.streams, req->u.ceil.msg_size, 10000, &sink, &port);
 	if (ret) {

@@ -35,23 +35,39 @@ static const char usage[] =
     "when gnuplot is installed). Progress on stderr; Ctrl-C stops and keeps finished runs.\n"
     "--server listens for a --peer (control port 4480) and receives its guests;\n"
     "--max-ram bounds what it accepts (4G); --once exits after one peer.\n"
+    "--dump-ram FILE writes the source guest's RAM (first --ram, --seed) to FILE and exits\n"
+    "(bench/peers/ gives QEMU the same bytes).\n"
     "Exit status: 0 every run verified, 1 a run failed, 2 usage, 130 interrupted.\n";
 
 int ferry_cmd_bench(int argc, char **argv)
 {
+	/* clang-format off */
 	static const struct option longopts[] = {
-	    {"ram", required_argument, NULL, 0},       {"dirty-rate", required_argument, NULL, 0},
-	    {"pattern", required_argument, NULL, 0},   {"transport", required_argument, NULL, 0},
-	    {"channels", required_argument, NULL, 0},  {"registration", required_argument, NULL, 0},
-	    {"page-size", required_argument, NULL, 0}, {"downtime", required_argument, NULL, 0},
-	    {"reps", required_argument, NULL, 0},      {"vcpus", required_argument, NULL, 0},
-	    {"seed", required_argument, NULL, 0},      {"timeout", required_argument, NULL, 0},
-	    {"msg-size", required_argument, NULL, 0},  {"ceiling-time", required_argument, NULL, 0},
-	    {"out", required_argument, NULL, 'o'},     {"server", optional_argument, NULL, 'S'},
-	    {"peer", required_argument, NULL, 'P'},    {"max-ram", required_argument, NULL, 'M'},
-	    {"once", no_argument, NULL, '1'},	       {"quiet", no_argument, NULL, 'q'},
-	    {"help", no_argument, NULL, 'h'},	       {NULL, 0, NULL, 0},
+	    {"ram", required_argument, NULL, 0},
+	    {"dirty-rate", required_argument, NULL, 0},
+	    {"pattern", required_argument, NULL, 0},
+	    {"transport", required_argument, NULL, 0},
+	    {"channels", required_argument, NULL, 0},
+	    {"registration", required_argument, NULL, 0},
+	    {"page-size", required_argument, NULL, 0},
+	    {"downtime", required_argument, NULL, 0},
+	    {"reps", required_argument, NULL, 0},
+	    {"vcpus", required_argument, NULL, 0},
+	    {"seed", required_argument, NULL, 0},
+	    {"timeout", required_argument, NULL, 0},
+	    {"msg-size", required_argument, NULL, 0},
+	    {"ceiling-time", required_argument, NULL, 0},
+	    {"out", required_argument, NULL, 'o'},
+	    {"server", optional_argument, NULL, 'S'},
+	    {"peer", required_argument, NULL, 'P'},
+	    {"max-ram", required_argument, NULL, 'M'},
+	    {"once", no_argument, NULL, '1'},
+	    {"quiet", no_argument, NULL, 'q'},
+	    {"dump-ram", required_argument, NULL, 'D'},
+	    {"help", no_argument, NULL, 'h'},
+	    {NULL, 0, NULL, 0},
 	};
+	/* clang-format on */
 	struct bench_options o;
 	size_t len = 0;
 	int c, idx;
@@ -98,6 +114,9 @@ int ferry_cmd_bench(int argc, char **argv)
 		case 'q':
 			o.quiet = true;
 			break;
+		case 'D':
+			o.dump_ram = optarg;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return CLI_OK;
@@ -109,6 +128,14 @@ int ferry_cmd_bench(int argc, char **argv)
 	if (optind != argc || (o.server && o.peer)) {
 		fputs(usage, stderr);
 		return CLI_USAGE;
+	}
+	if (o.dump_ram) {
+		int ret = bench_dump_ram(o.dump_ram, o.spec.ram.v[0], o.spec.seed);
+
+		if (ret)
+			fprintf(stderr, "ferry bench: --dump-ram %s: %s\n", o.dump_ram,
+				strerror(-ret));
+		return ret ? CLI_FAILED : CLI_OK;
 	}
 	if (o.server)
 		return bench_run_server(&o);
