@@ -460,6 +460,12 @@ int bench_rdma_send(const char *addr, int port, uint32_t lanes, uint64_t msg, ui
 	sa.lanes = lanes;
 	sa.blocks = &blk;
 	sa.n_blocks = 1;
+	/*
+	 * Few large writes in flight: a slow fabric (soft-RoCE in emulated guests, tens of
+	 * MiB/s) must complete the whole ring within the timeout.
+	 */
+	sa.max_inflight = 8;
+	sa.timeout_ms = 30000;
 	ret = ferry_rdma_source_create(&sa, &src);
 	if (!ret)
 		ret = ferry_rdma_source_connect(src);

@@ -193,6 +193,14 @@ static void progress_cb(void *opaque, const struct ferry_stats *st)
 		mib((double)st->remaining), mib((double)st->throughput));
 }
 
+/* Before a run: building the guests takes a while for large RAM. */
+static void progress_start(struct progress *p)
+{
+	if (p->on && p->tty)
+		fprintf(stderr, "\r\033[K[%zu/%zu] %s rep %u/%u: building the guests", p->run,
+			p->runs, p->label, p->rep + 1, p->reps);
+}
+
 static void progress_done(struct progress *p, const struct bench_result *r)
 {
 	if (!p->on)
@@ -292,9 +300,16 @@ int bench_run_local(const struct bench_options *o)
 	out.ses.memcpy_bytes_per_s = bench_memcpy_bandwidth();
 	plan_ceilings(sp, &out.ses);
 	for (uint32_t i = 0; i < out.ses.n_ceilings && !g_stop; i++) {
-		struct bench_ceiling *c = &out.ses.ceilings[i];
+		struct bench_ceiling *c = &out.ses.ceilings[i], again = *c;
+		int ret = bench_ceiling_local(c, sp->ceiling_ms, o->out_dir, &g_stop);
 
-		say_ceiling(o, c, bench_ceiling_local(c, sp->ceiling_ms, o->out_dir, &g_stop));
+		/* Best of two passes: the first also warms caches (and, in an emulated guest, TCG).
+		 */
+		if (!ret && !g_stop &&
+		    !bench_ceiling_local(&again, sp->ceiling_ms, o->out_dir, &g_stop) &&
+		    again.bytes_per_s > c->bytes_per_s)
+			*c = again;
+		say_ceiling(o, c, ret);
 	}
 	out_session(&out);
 	pr.runs = (size_t)n * sp->reps;
@@ -312,6 +327,7 @@ int bench_run_local(const struct bench_options *o)
 			pr.run++;
 			pr.rep = rep;
 			bench_scenario_label(&sc[i], pr.label, sizeof(pr.label));
+			progress_start(&pr);
 			if (sc[i].transport == BENCH_TR_UNIX)
 				snprintf(listen, sizeof(listen), "unix:%s/migration.sock",
 					 o->out_dir);
@@ -463,6 +479,41 @@ static int peer_rdma_ceiling(int fd, const char *host, struct bench_ceiling *c,
 	return 0;
 }
 
+/* One ceiling measurement against the server; only a control-connection failure is returned. */
+static int peer_ceiling(int fd, const char *host, struct bench_ceiling *c,
+			const struct bench_spec *sp)
+{
+	struct bench_msg m;
+	char uri[300];
+	int ret = 0;
+
+	if (c->transport == BENCH_TR_RDMA && peer_rdma_ceiling(fd, host, c, sp, &ret) == 0)
+		return 0;
+	if (c->transport == BENCH_TR_RDMA)
+		snprintf(c->method, sizeof(c->method), "tcp streams to the server (no rdma: %s)",
+			 ret == FERRY_ENORDMA ? "no device" : "failed");
+	else
+		snprintf(c->method, sizeof(c->method), "tcp streams to the server");
+	m = (struct bench_msg){.type = BENCH_MSG_CEIL};
+	m.u.ceil.transport = BENCH_TR_TCP;
+	m.u.ceil.streams = c->streams;
+	m.u.ceil.msg_size = c->msg_size;
+	m.u.ceil.ms = sp->ceiling_ms;
+	ret = bench_msg_send(fd, &m);
+	if (!ret)
+		ret = expect(fd, &m, BENCH_MSG_READY, 10000);
+	if (!ret) {
+		snprintf(uri, sizeof(uri), strchr(host, ':') ? "tcp:[%s]:%u" : "tcp:%s:%u", host,
+			 m.u.ready.port);
+		ret = bench_stream_send(uri, c->streams, c->msg_size, sp->ceiling_ms, &g_stop);
+	}
+	if (!ret)
+		ret = expect(fd, &m, BENCH_MSG_CEIL_RESULT, 30000);
+	if (!ret && m.u.ceil_result.ns)
+		c->bytes_per_s = (double)m.u.ceil_result.bytes * 1e9 / (double)m.u.ceil_result.ns;
+	return ret;
+}
+
 int bench_run_peer(const struct bench_options *o)
 {
 	const struct bench_spec *sp = &o->spec;
@@ -526,39 +577,14 @@ int bench_run_peer(const struct bench_options *o)
 	out.ses.memcpy_bytes_per_s = bench_memcpy_bandwidth();
 	plan_ceilings(sp, &out.ses);
 	for (uint32_t i = 0; i < out.ses.n_ceilings && !g_stop; i++) {
-		struct bench_ceiling *c = &out.ses.ceilings[i];
-		char uri[300];
+		struct bench_ceiling *c = &out.ses.ceilings[i], again = *c;
 
-		if (c->transport == BENCH_TR_RDMA &&
-		    peer_rdma_ceiling(fd, host, c, sp, &ret) == 0) {
-			say_ceiling(o, c, 0);
-			continue;
-		}
-		if (c->transport == BENCH_TR_RDMA)
-			snprintf(c->method, sizeof(c->method),
-				 "tcp streams to the server (no rdma: %s)",
-				 ret == FERRY_ENORDMA ? "no device" : "failed");
-		else
-			snprintf(c->method, sizeof(c->method), "tcp streams to the server");
-		m = (struct bench_msg){.type = BENCH_MSG_CEIL};
-		m.u.ceil.transport = BENCH_TR_TCP;
-		m.u.ceil.streams = c->streams;
-		m.u.ceil.msg_size = c->msg_size;
-		m.u.ceil.ms = sp->ceiling_ms;
-		ret = bench_msg_send(fd, &m);
-		if (!ret)
-			ret = expect(fd, &m, BENCH_MSG_READY, 10000);
-		if (!ret) {
-			snprintf(uri, sizeof(uri), strchr(host, ':') ? "tcp:[%s]:%u" : "tcp:%s:%u",
-				 host, m.u.ready.port);
-			ret = bench_stream_send(uri, c->streams, c->msg_size, sp->ceiling_ms,
-						&g_stop);
-		}
-		if (!ret)
-			ret = expect(fd, &m, BENCH_MSG_CEIL_RESULT, 30000);
-		if (!ret && m.u.ceil_result.ns)
-			c->bytes_per_s =
-			    (double)m.u.ceil_result.bytes * 1e9 / (double)m.u.ceil_result.ns;
+		/* Best of two passes, as in local mode. */
+		ret = peer_ceiling(fd, host, c, sp);
+		if (!ret && !g_stop)
+			ret = peer_ceiling(fd, host, &again, sp);
+		if (!ret && again.bytes_per_s > c->bytes_per_s)
+			*c = again;
 		say_ceiling(o, c, ret);
 		if (ret)
 			goto done;
@@ -577,6 +603,7 @@ int bench_run_peer(const struct bench_options *o)
 			pr.run++;
 			pr.rep = rep;
 			bench_scenario_label(&sc[i], pr.label, sizeof(pr.label));
+			progress_start(&pr);
 			m = (struct bench_msg){.type = BENCH_MSG_RUN};
 			m.u.run.sc = sc[i];
 			m.u.run.rep = rep;
