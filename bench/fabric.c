@@ -340,6 +340,7 @@ static const uint8_t rdma_id[FERRY_RDMA_ID_LEN] = "ferry-bench-ceil";
 struct bench_rdma_sink {
 	struct ferry_rdma_dest *dst;
 	struct ferry_rdma_block blk;
+	uint32_t lanes;
 };
 
 int bench_rdma_sink_start(const char *addr, uint32_t lanes, uint64_t msg,
@@ -386,11 +387,24 @@ int bench_rdma_sink_finish(struct bench_rdma_sink *s, int timeout_ms)
 {
 	int ret = 0;
 
-	/* Every lane connected, then flushed: all the writes are placed. */
+	/*
+	 * Every lane connected, flushed (all the writes placed), and ended by the source's
+	 * close: closing before that would cut the source's own close short.
+	 */
 	if (timeout_ms > 0) {
 		ret = ferry_rdma_dest_accept(s->dst, timeout_ms);
-		if (!ret)
-			ret = ferry_rdma_dest_wait_flush(s->dst, 1, timeout_ms);
+		for (uint32_t i = 0; !ret && i < s->lanes; i++) {
+			uint64_t tag = 0, after = 0;
+			int r;
+
+			while ((r = ferry_rdma_dest_receive(s->dst, i, after, &tag, timeout_ms)) ==
+			       1)
+				after = tag;
+			if (r < 0)
+				ret = r;
+			else if (after < 1)
+				ret = -ECONNRESET; /* ended without its flush */
+		}
 	}
 	ferry_rdma_dest_close(s->dst);
 	munmap(s->blk.host, s->blk.length);

@@ -743,12 +743,19 @@ static int serve_run(int fd, const struct bench_options *o, const struct bench_m
 }
 
 /* An RDMA WRITE target for the peer's ceiling; failures are reported, not fatal. */
-static int serve_rdma_ceiling(int fd, const struct bench_msg *req, const char *addr)
+static int serve_rdma_ceiling(int fd, const struct bench_options *o, const struct bench_msg *req,
+			      const char *addr)
 {
 	struct bench_msg m = {.type = BENCH_MSG_READY};
 	struct bench_rdma_sink *sink;
 	int port = 0, ret;
 
+	/* The target region (8 messages per lane) is memory this host gives: bounded like a guest.
+	 */
+	if ((uint64_t)req->u.ceil.streams * req->u.ceil.msg_size * 8 > o->max_ram) {
+		send_error(fd, -EINVAL, "rdma ceiling region larger than --max-ram");
+		return 0;
+	}
 	ret = bench_rdma_sink_start(addr, req->u.ceil.streams, req->u.ceil.msg_size, &sink, &port);
 	if (ret) {
 		send_error(fd, ret, ret == FERRY_ENORDMA ? "no rdma device" : ferry_strerror(ret));
@@ -769,7 +776,8 @@ static int serve_rdma_ceiling(int fd, const struct bench_msg *req, const char *a
 	return bench_msg_send(fd, &m);
 }
 
-static int serve_ceiling(int fd, const struct bench_msg *req, const char *addr)
+static int serve_ceiling(int fd, const struct bench_options *o, const struct bench_msg *req,
+			 const char *addr)
 {
 	struct bench_msg m = {.type = BENCH_MSG_READY};
 	struct bench_sink *sink;
@@ -779,7 +787,7 @@ static int serve_ceiling(int fd, const struct bench_msg *req, const char *addr)
 	int port, ret;
 
 	if (req->u.ceil.transport == BENCH_TR_RDMA)
-		return serve_rdma_ceiling(fd, req, addr);
+		return serve_rdma_ceiling(fd, o, req, addr);
 	snprintf(uri, sizeof(uri), strchr(addr, ':') ? "tcp:[%s]:0" : "tcp:%s:0", addr);
 	ret = bench_sink_start(uri, req->u.ceil.streams, req->u.ceil.msg_size, 10000, &sink, &port);
 	if (ret) {
@@ -823,7 +831,7 @@ static void serve_peer(int fd, const struct bench_options *o, const char *addr)
 			ret = serve_run(fd, o, &m, addr);
 			break;
 		case BENCH_MSG_CEIL:
-			ret = serve_ceiling(fd, &m, addr);
+			ret = serve_ceiling(fd, o, &m, addr);
 			break;
 		case BENCH_MSG_BYE:
 			return;
