@@ -17,6 +17,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -103,6 +104,32 @@ static int resolve(const char *uri, struct sockaddr_storage *ss, socklen_t *sl, 
 	return -EINVAL;
 }
 
+/*
+ * Both ends of the stream ceiling move memory the way a migration does: each
+ * stream cycles through its own share of RING_TOTAL bytes (at least one
+ * message), so the data is not cache-resident like a single hot buffer
+ * would be, and each stream has a thread of its own reading whole messages
+ * (MSG_WAITALL), as a data-path lane does.
+ */
+#define RING_TOTAL (256ull << 20)
+
+static uint64_t ring_len(uint32_t streams, uint64_t msg)
+{
+	uint64_t per = RING_TOTAL / streams / msg * msg;
+
+	return per > msg ? per : msg;
+}
+
+struct sink_stream {
+	int fd;
+	uint64_t msg_size, ring;
+	char *buf;
+	uint64_t bytes;
+	double t_first, t_last;
+	int err;
+	pthread_t th;
+};
+
 struct bench_sink {
 	int lfd;
 	uint32_t streams;
@@ -115,64 +142,92 @@ struct bench_sink {
 	char path[108];
 };
 
-/* Accept every stream, then read them all until EOF with poll (one thread). */
+static void *sink_stream_main(void *a)
+{
+	struct sink_stream *st = a;
+	uint64_t pos = 0;
+
+	for (;;) {
+		ssize_t r = recv(st->fd, st->buf + pos, st->msg_size, MSG_WAITALL);
+
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			st->err = -errno;
+			break;
+		}
+		if (r == 0)
+			break;
+		if (!st->bytes)
+			st->t_first = now_s();
+		st->bytes += (uint64_t)r;
+		st->t_last = now_s();
+		pos = pos + st->msg_size >= st->ring ? 0 : pos + st->msg_size;
+	}
+	return NULL;
+}
+
+/* Accept every stream, read each on a thread of its own until EOF, and add them up. */
 static void *sink_main(void *a)
 {
 	struct bench_sink *s = a;
-	struct pollfd pf[FERRY_MAX_CHANNELS];
-	char *buf = malloc(s->msg_size);
-	uint32_t open = 0, accepted = 0;
+	struct sink_stream *st = calloc(s->streams, sizeof(*st));
+	uint64_t ring = ring_len(s->streams, s->msg_size);
+	uint32_t accepted = 0, started = 0;
 
-	if (!buf) {
+	if (!st) {
 		s->err = -ENOMEM;
 		return NULL;
 	}
-	for (uint32_t i = 0; i < s->streams; i++) {
+	for (; accepted < s->streams; accepted++) {
 		struct pollfd lp = {s->lfd, POLLIN, 0};
+		struct timeval tv = {s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000};
 
 		if (poll(&lp, 1, s->timeout_ms) != 1) {
 			s->err = -ETIMEDOUT;
 			goto out;
 		}
-		pf[i].fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
-		if (pf[i].fd < 0) {
+		st[accepted].fd = accept4(s->lfd, NULL, NULL, SOCK_CLOEXEC);
+		if (st[accepted].fd < 0) {
 			s->err = -errno;
 			goto out;
 		}
-		pf[i].events = POLLIN;
-		open++;
-		accepted++;
+		/* A sender that stops sending does not hold the sink forever. */
+		setsockopt(st[accepted].fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		st[accepted].msg_size = s->msg_size;
+		st[accepted].ring = ring;
 	}
-	while (open) {
-		int n = poll(pf, s->streams, s->timeout_ms);
-
-		if (n <= 0) {
-			s->err = n < 0 ? -errno : -ETIMEDOUT;
+	for (; started < s->streams; started++) {
+		st[started].buf =
+		    mmap(NULL, ring, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (st[started].buf == MAP_FAILED) {
+			s->err = -ENOMEM;
 			break;
 		}
-		for (uint32_t i = 0; i < s->streams; i++) {
-			ssize_t r;
-
-			if (pf[i].fd < 0 || !pf[i].revents)
-				continue;
-			r = recv(pf[i].fd, buf, s->msg_size, 0);
-			if (r > 0) {
-				if (!s->bytes)
-					s->t_first = now_s();
-				s->bytes += (uint64_t)r;
-				s->t_last = now_s();
-				continue;
-			}
-			close(pf[i].fd);
-			pf[i].fd = -1;
-			open--;
+		memset(st[started].buf, 0, ring); /* no first-touch faults while measuring */
+		if (pthread_create(&st[started].th, NULL, sink_stream_main, &st[started])) {
+			munmap(st[started].buf, ring);
+			s->err = -EAGAIN;
+			break;
 		}
+	}
+	for (uint32_t i = 0; i < started; i++) {
+		pthread_join(st[i].th, NULL);
+		munmap(st[i].buf, ring);
+		if (st[i].err && !s->err)
+			s->err = st[i].err;
+		if (!st[i].bytes)
+			continue;
+		if (!s->bytes || st[i].t_first < s->t_first)
+			s->t_first = st[i].t_first;
+		if (st[i].t_last > s->t_last)
+			s->t_last = st[i].t_last;
+		s->bytes += st[i].bytes;
 	}
 out:
 	for (uint32_t i = 0; i < accepted; i++)
-		if (pf[i].fd >= 0)
-			close(pf[i].fd);
-	free(buf);
+		close(st[i].fd);
+	free(st);
 	return NULL;
 }
 
@@ -246,7 +301,7 @@ int bench_sink_finish(struct bench_sink *s, uint64_t *bytes, double *seconds)
 
 struct sender {
 	int fd;
-	uint64_t msg_size;
+	uint64_t msg_size, ring;
 	double deadline;
 	volatile int *stop;
 	const char *buf;
@@ -256,12 +311,14 @@ struct sender {
 static void *sender_main(void *a)
 {
 	struct sender *s = a;
+	uint64_t pos = 0;
 
 	while (now_s() < s->deadline && !(s->stop && *s->stop)) {
 		uint64_t off = 0;
 
 		while (off < s->msg_size) {
-			ssize_t w = send(s->fd, s->buf + off, s->msg_size - off, MSG_NOSIGNAL);
+			ssize_t w =
+			    send(s->fd, s->buf + pos + off, s->msg_size - off, MSG_NOSIGNAL);
 
 			if (w < 0) {
 				if (errno == EINTR)
@@ -271,6 +328,7 @@ static void *sender_main(void *a)
 			}
 			off += (uint64_t)w;
 		}
+		pos = pos + s->msg_size >= s->ring ? 0 : pos + s->msg_size;
 	}
 	return NULL;
 }
@@ -284,6 +342,7 @@ int bench_stream_send(const char *uri, uint32_t streams, uint64_t msg_size, uint
 	struct sender snd[FERRY_MAX_CHANNELS];
 	pthread_t th[FERRY_MAX_CHANNELS];
 	uint32_t opened = 0, started = 0;
+	uint64_t ring, total;
 	char *buf;
 
 	if (!streams || streams > FERRY_MAX_CHANNELS || !msg_size)
@@ -291,12 +350,17 @@ int bench_stream_send(const char *uri, uint32_t streams, uint64_t msg_size, uint
 	ret = resolve(uri, &ss, &sl, &family);
 	if (ret)
 		return ret;
-	buf = malloc(msg_size);
-	if (!buf)
+	ring = ring_len(streams, msg_size);
+	total = ring * streams;
+	buf = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (buf == MAP_FAILED)
 		return -ENOMEM;
 	/* Non-zero, page-specific data, like the guest's. */
-	for (uint64_t i = 0; i < msg_size; i++)
-		buf[i] = (char)(i * 131 + (i >> 12) + 1);
+	for (uint64_t i = 0; i < total; i += 8) {
+		uint64_t v = (i >> 12) * 0x9e3779b97f4a7c15ull + i + 1;
+
+		memcpy(buf + i, &v, 8);
+	}
 	for (; opened < streams; opened++) {
 		int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
@@ -306,7 +370,11 @@ int bench_stream_send(const char *uri, uint32_t streams, uint64_t msg_size, uint
 				close(fd);
 			goto out;
 		}
-		snd[opened] = (struct sender){fd, msg_size, 0, stop, buf, 0};
+		snd[opened] = (struct sender){.fd = fd,
+					      .msg_size = msg_size,
+					      .ring = ring,
+					      .stop = stop,
+					      .buf = buf + ring * opened};
 	}
 	for (uint32_t i = 0; i < streams; i++)
 		snd[i].deadline = now_s() + (double)ms / 1e3;
@@ -323,7 +391,7 @@ int bench_stream_send(const char *uri, uint32_t streams, uint64_t msg_size, uint
 out:
 	for (uint32_t i = 0; i < opened; i++)
 		close(snd[i].fd);
-	free(buf);
+	munmap(buf, total);
 	return ret;
 }
 
