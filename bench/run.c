@@ -63,7 +63,12 @@ int bench_dest_start(const struct bench_scenario *sc, uint32_t seed, uint64_t ti
 	ga.vcpus = 0;
 	ga.fill_seed = 0;
 	ga.prefault = true;
-	params_for(sc, timeout_ms, &p);
+	/*
+	 * The destination waits 30 s longer than the source, so that a migration that does not
+	 * converge in time ends with the source's timeout (a clear reason), not with the
+	 * destination hanging up on it.
+	 */
+	params_for(sc, timeout_ms + 30000, &p);
 	ret = ferry_engine_create(&d->eng);
 	if (!ret)
 		ret = bench_guest_create(&ga, &d->g);
