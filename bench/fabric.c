@@ -134,6 +134,8 @@ struct bench_sink {
 	int lfd;
 	uint32_t streams;
 	uint64_t msg_size;
+	uint64_t ring;
+	struct sink_stream *st; /* buffers ready before the port is given out */
 	int timeout_ms;
 	pthread_t th;
 	uint64_t bytes;
@@ -158,9 +160,11 @@ static void *sink_stream_main(void *a)
 		}
 		if (r == 0)
 			break;
-		if (!st->bytes)
+		/* The clock starts when the first message is in: it is not counted. */
+		if (st->t_first == 0)
 			st->t_first = now_s();
-		st->bytes += (uint64_t)r;
+		else
+			st->bytes += (uint64_t)r;
 		st->t_last = now_s();
 		pos = pos + st->msg_size >= st->ring ? 0 : pos + st->msg_size;
 	}
@@ -171,14 +175,9 @@ static void *sink_stream_main(void *a)
 static void *sink_main(void *a)
 {
 	struct bench_sink *s = a;
-	struct sink_stream *st = calloc(s->streams, sizeof(*st));
-	uint64_t ring = ring_len(s->streams, s->msg_size);
+	struct sink_stream *st = s->st;
 	uint32_t accepted = 0, started = 0;
 
-	if (!st) {
-		s->err = -ENOMEM;
-		return NULL;
-	}
 	for (; accepted < s->streams; accepted++) {
 		struct pollfd lp = {s->lfd, POLLIN, 0};
 		struct timeval tv = {s->timeout_ms / 1000, (s->timeout_ms % 1000) * 1000};
@@ -194,26 +193,14 @@ static void *sink_main(void *a)
 		}
 		/* A sender that stops sending does not hold the sink forever. */
 		setsockopt(st[accepted].fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-		st[accepted].msg_size = s->msg_size;
-		st[accepted].ring = ring;
 	}
-	for (; started < s->streams; started++) {
-		st[started].buf =
-		    mmap(NULL, ring, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-		if (st[started].buf == MAP_FAILED) {
-			s->err = -ENOMEM;
-			break;
-		}
-		memset(st[started].buf, 0, ring); /* no first-touch faults while measuring */
+	for (; started < s->streams; started++)
 		if (pthread_create(&st[started].th, NULL, sink_stream_main, &st[started])) {
-			munmap(st[started].buf, ring);
 			s->err = -EAGAIN;
 			break;
 		}
-	}
 	for (uint32_t i = 0; i < started; i++) {
 		pthread_join(st[i].th, NULL);
-		munmap(st[i].buf, ring);
 		if (st[i].err && !s->err)
 			s->err = st[i].err;
 		if (!st[i].bytes)
@@ -227,8 +214,16 @@ static void *sink_main(void *a)
 out:
 	for (uint32_t i = 0; i < accepted; i++)
 		close(st[i].fd);
-	free(st);
 	return NULL;
+}
+
+static void sink_free_streams(struct bench_sink *s)
+{
+	for (uint32_t i = 0; s->st && i < s->streams; i++)
+		if (s->st[i].buf && s->st[i].buf != MAP_FAILED)
+			munmap(s->st[i].buf, s->ring);
+	free(s->st);
+	s->st = NULL;
 }
 
 int bench_sink_start(const char *uri, uint32_t streams, uint64_t msg_size, int timeout_ms,
@@ -251,6 +246,25 @@ int bench_sink_start(const char *uri, uint32_t streams, uint64_t msg_size, int t
 	s->streams = streams;
 	s->msg_size = msg_size;
 	s->timeout_ms = timeout_ms;
+	s->ring = ring_len(streams, msg_size);
+	s->lfd = -1;
+	s->st = calloc(streams, sizeof(*s->st));
+	if (!s->st) {
+		free(s);
+		return -ENOMEM;
+	}
+	/* Populated now, before any sender is told the port: no faults while measuring. */
+	for (uint32_t i = 0; i < streams; i++) {
+		s->st[i].msg_size = msg_size;
+		s->st[i].ring = s->ring;
+		s->st[i].buf =
+		    mmap(NULL, s->ring, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		if (s->st[i].buf == MAP_FAILED) {
+			ret = -ENOMEM;
+			goto fail;
+		}
+		memset(s->st[i].buf, 0, s->ring);
+	}
 	s->lfd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (s->lfd < 0)
 		goto fail_errno;
@@ -280,6 +294,7 @@ fail_errno:
 fail:
 	if (s->lfd >= 0)
 		close(s->lfd);
+	sink_free_streams(s);
 	free(s);
 	return ret;
 }
@@ -290,6 +305,7 @@ int bench_sink_finish(struct bench_sink *s, uint64_t *bytes, double *seconds)
 
 	pthread_join(s->th, NULL);
 	close(s->lfd);
+	sink_free_streams(s);
 	if (s->path[0])
 		unlink(s->path);
 	*bytes = s->bytes;
