@@ -9,7 +9,7 @@ For the same guest RAM (the bytes of ferry's synthetic guest, written with
            paused (-S), migrated to a second QEMU (-incoming defer): single
            channel, then multifd with N channels; max-bandwidth lifted; the
            destination's RAM file is compared with the source's afterwards
-  iperf3   -P 1 and -P N, 2 MiB writes (ferry's message size)
+  iperf3   -P 1 and -P N, 1 MiB writes (its largest; ferry sends 2 MiB)
 Each measured --reps times (median). Writes OUT/peers.jsonl and OUT/peers.md
 with every figure and the ratios (ferry/QEMU, each against iperf3).
 
@@ -151,7 +151,7 @@ def iperf_once(streams, secs=3):
                 break
             time.sleep(0.05)
         out = subprocess.run(["iperf3", "-c", "127.0.0.1", "-p", str(port), "-P", str(streams),
-                              "-t", str(secs), "-l", "2M", "-J"],
+                              "-t", str(secs), "-l", "1M", "-J"],
                              capture_output=True, text=True, timeout=secs + 30)
         j = json.loads(out.stdout)
         return j["end"]["sum_received"]["bits_per_second"] / 8
@@ -194,6 +194,8 @@ def main():
     ram = parse_size(a.ram)
     n = a.channels
     os.makedirs(a.out, exist_ok=True)
+    if os.path.exists(os.path.join(a.out, "peers.jsonl")):
+        os.unlink(os.path.join(a.out, "peers.jsonl"))
     work = tempfile.mkdtemp(prefix="ferry-peers-", dir="/dev/shm")
     rows, ok = [], True
     try:
@@ -263,7 +265,7 @@ def main():
             f.write(f"| {r['tool']} | {r['mode']} | {r['channels']} | {r['verified']}/{r['runs']} "
                     f"| {gbit(r['throughput_bps']):.2f} | {r['total_ms']:.0f} | {ratio:.2f} | {vs} |\n")
         for s, b in sorted(iperf.items()):
-            f.write(f"| iperf3 | -P {s} -l 2M | {s} | | {gbit(b):.2f} | | 1.00 | |\n")
+            f.write(f"| iperf3 | -P {s} -l 1M | {s} | | {gbit(b):.2f} | | 1.00 | |\n")
     print(open(os.path.join(a.out, "peers.md")).read())
     return 0 if ok else 1
 
