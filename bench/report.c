@@ -598,7 +598,8 @@ int bench_plots_write(const char *dir, const struct bench_session *ses,
 		fprintf(gp,
 			"%sset output 'remaining-per-round.png'\n"
 			"set title 'Dirty bytes remaining after each round (first run)'\n"
-			"set xlabel 'round'\nset ylabel 'MiB'\nset logscale y\nset xtics 1\n",
+			"set xlabel 'round'\nset ylabel 'MiB'\nset logscale y\nset xrange "
+			"[0.5:*]\nset format x '%%.0f'\n",
 			gp_head);
 		for (size_t i = 0; i < n && series < 12; i++) {
 			char l[128];
