@@ -233,7 +233,7 @@ static void *vcpu_thread(void *arg)
 	struct vcpu *v = arg;
 	struct bench_guest *g = v->g;
 	uint64_t rate_pages = g->attr.dirty_rate / PAGE / (g->attr.vcpus ? g->attr.vcpus : 1);
-	uint64_t t0 = now_ns(), done = 0, seq = 0, cursor = 0;
+	uint64_t next = now_ns(), seq = 0, cursor = 0;
 
 	while (!atomic_load(&g->quit)) {
 		/* A batch of 64 page writes between checks of stop, rate and throttle. */
@@ -264,21 +264,33 @@ static void *vcpu_thread(void *arg)
 			}
 			write_page(g, pg, ++seq);
 		}
-		done += 64;
-		if (rate_pages) {
-			uint64_t due = done * 1000000000ull / rate_pages;
-			uint64_t el = now_ns() - t0;
-
-			if (due > el)
-				nap(g, due - el);
-		}
+		/*
+		 * Pacing. With a rate, each batch is due a fixed time after the
+		 * previous one, and a throttle of pct% stretches that time by
+		 * 100 / (100 - pct): a throttled vCPU dirties pct% less, as a
+		 * throttled real vCPU running a rate-bound workload would. A
+		 * deficit (a pause, a slow machine) is made up for at most
+		 * 100 ms, never in one long burst. Without a rate the vCPU
+		 * writes as fast as it can and the throttle takes pct% of its
+		 * time, which still lets it dirty a lot: 1% of a memory-bound
+		 * loop is megabytes per second.
+		 */
 		{
 			int pct = atomic_load(&g->throttle_pct);
+			uint64_t t = now_ns();
 
-			if (pct > 0) {
-				uint64_t ran = now_ns() - t_batch;
+			if (rate_pages) {
+				uint64_t step = 64 * 1000000000ull / rate_pages;
 
-				nap(g, ran * (uint64_t)pct / (uint64_t)(100 - pct));
+				if (pct > 0)
+					step = step * 100 / (uint64_t)(100 - pct);
+				next += step;
+				if (next > t)
+					nap(g, next - t);
+				else if (t - next > 100000000ull)
+					next = t - 100000000ull;
+			} else if (pct > 0) {
+				nap(g, (t - t_batch) * (uint64_t)pct / (uint64_t)(100 - pct));
 			}
 		}
 	}

@@ -268,7 +268,7 @@ bool ferry_channel_peer_closed(const struct ferry_channel *ch)
 {
 	struct pollfd p = {.fd = ch->fd, .events = POLLRDHUP};
 
-	if (ch->ops != &chan_sock_ops || ch->fd < 0)
+	if ((ch->ops != &chan_sock_ops && ch->ops != &chan_tls_ops) || ch->fd < 0)
 		return false;
 	return poll(&p, 1, 0) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR));
 }

@@ -63,6 +63,8 @@ struct ferry_channel {
 	pid_t child;
 	bool can_read, can_write;
 	atomic_bool shut;
+	/* TLS after ferry_channel_start_tls() (ops then chan_tls_ops) */
+	struct chan_tls *tls;
 	char peer[CHAN_PEER_MAX];
 };
 
@@ -101,6 +103,15 @@ int chan_fd_open(const struct ferry_uri *uri, struct ferry_channel **out);
 /* file.c */
 extern const struct chan_ops chan_file_ops;
 int chan_file_open(const struct ferry_uri *uri, bool for_write, struct ferry_channel **out);
+
+/* tls.c: a socket channel after its TLS handshake */
+extern const struct chan_ops chan_tls_ops;
+/* Send every byte of @iov inside TLS records; returns the byte count or an error. */
+ssize_t chan_tls_send_all(struct ferry_channel *ch, const struct iovec *iov, int iovcnt);
+/* Receive up to @len bytes; @timeout_ms < 0 waits without limit (-ETIMEDOUT after it). */
+ssize_t chan_tls_recv(struct ferry_channel *ch, void *buf, size_t len, int timeout_ms);
+/* Bytes already decrypted and waiting in GnuTLS (a poll on the socket would miss them). */
+size_t chan_tls_pending(const struct ferry_channel *ch);
 
 /* exec.c */
 int chan_exec_open(const struct ferry_uri *uri, bool for_write, struct ferry_channel **out);

@@ -41,6 +41,8 @@
 #include <ferry/error.h>
 #include <ferry/multichannel.h>
 
+#include <ferry/tls.h>
+
 #include "internal.h"
 
 #ifndef SO_ZEROCOPY
@@ -256,7 +258,7 @@ static void mc_run_from_wire(const struct mc_run_wire *w, uint64_t *first, uint3
 
 struct mc_stats {
 	_Atomic uint64_t wire_bytes, page_bytes, pages, zero_pages, packets, syscalls, zc_sends,
-	    zc_copied, sync_round;
+	    zc_copied, sync_round, memcpy_bytes;
 };
 
 struct mc_lane {
@@ -302,7 +304,8 @@ static void lane_stats_copy(struct mc_lane *l, struct ferry_dp_lane_stats *out)
 	out->zerocopy_sends = stat_get(&l->st.zc_sends);
 	out->zerocopy_copied = stat_get(&l->st.zc_copied);
 	out->sync_round = stat_get(&l->st.sync_round);
-	out->memcpy_bytes = 0; /* no page byte is ever copied here */
+	/* Plain lanes never copy a page byte; TLS lanes copy each into a record. */
+	out->memcpy_bytes = stat_get(&l->st.memcpy_bytes);
 }
 
 static int lane_alloc(struct mc_lane *l, uint32_t index, bool source)
@@ -338,6 +341,11 @@ static int lane_poll(struct mc_lane *l, short events, int64_t deadline, short *r
 {
 	struct pollfd p = {.fd = l->ch->fd, .events = events};
 
+	/* TLS: a record already decrypted is not on the socket any more. */
+	if ((events & POLLIN) && chan_tls_pending(l->ch)) {
+		*revents = POLLIN;
+		return 0;
+	}
 	for (;;) {
 		int r;
 
@@ -364,6 +372,16 @@ static int lane_sendv(struct mc_lane *l, struct iovec *iov, int iovcnt, int flag
 {
 	struct msghdr msg = {.msg_iov = iov, .msg_iovlen = (size_t)iovcnt};
 
+	if (l->ch->tls) {
+		/* Into TLS records (a copy GnuTLS cannot avoid), one send per record. */
+		ssize_t n = chan_tls_send_all(l->ch, iov, iovcnt);
+
+		if (n < 0)
+			return (int)n;
+		stat_add(&l->st.wire_bytes, (uint64_t)n);
+		stat_add(&l->st.syscalls, ((uint64_t)n + 16383) / 16384);
+		return 0;
+	}
 	while (msg.msg_iovlen > 0) {
 		ssize_t n = sendmsg(l->ch->fd, &msg, MSG_NOSIGNAL | flags);
 
@@ -413,9 +431,13 @@ static int lane_recvv(struct mc_lane *l, struct iovec *iov, int iovcnt, bool *no
 	if (none)
 		*none = false;
 	while (msg.msg_iovlen > 0) {
-		ssize_t n = recvmsg(l->ch->fd, &msg, MSG_WAITALL);
+		ssize_t n = l->ch->tls ? chan_tls_recv(l->ch, msg.msg_iov->iov_base,
+						       msg.msg_iov->iov_len, -1)
+				       : recvmsg(l->ch->fd, &msg, MSG_WAITALL);
 
 		stat_add(&l->st.syscalls, 1);
+		if (n < 0 && l->ch->tls)
+			return (int)n;
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -457,6 +479,17 @@ static int chan_read_deadline(struct ferry_channel *ch, void *buf, size_t len, i
 {
 	size_t got = 0;
 
+	while (got < len && ch->tls) {
+		/* TLS: GnuTLS waits for whole records, bounded by the deadline. */
+		ssize_t n = chan_tls_recv(ch, (uint8_t *)buf + got, len - got,
+					  deadline < 0 ? -1 : chan_remaining(deadline));
+
+		if (n < 0)
+			return (int)n;
+		if (n == 0)
+			return got ? FERRY_ETRUNCATED : -ECONNRESET;
+		got += (size_t)n;
+	}
 	while (got < len) {
 		struct pollfd p = {.fd = ch->fd, .events = POLLIN};
 		ssize_t n;
@@ -518,6 +551,7 @@ static void mc_source_free(struct mc_source *s)
 	free(s->lanes);
 	free(s->block_pages);
 	free((char *)s->attr.uri);
+	free((char *)s->attr.tls_hostname);
 	pthread_mutex_destroy(&s->lock);
 	free(s);
 }
@@ -535,6 +569,11 @@ static int mc_source_create(const struct ferry_dp_source_attr *attr, void **out)
 			 attr->lanes, attr->page_size);
 		return -EINVAL;
 	}
+	if (attr->tls && (attr->flags & FERRY_DP_F_ZEROCOPY)) {
+		chan_err("multi-channel: MSG_ZEROCOPY cannot be used with TLS (the pages are "
+			 "encrypted into records, never sent in place)");
+		return -EINVAL;
+	}
 	s = calloc(1, sizeof(*s));
 	if (!s)
 		return -ENOMEM;
@@ -542,9 +581,13 @@ static int mc_source_create(const struct ferry_dp_source_attr *attr, void **out)
 	atomic_init(&s->aborted, false);
 	s->attr = *attr;
 	s->attr.uri = strdup(attr->uri);
+	s->attr.tls_hostname = NULL;
+	if (attr->tls_hostname)
+		s->attr.tls_hostname = strdup(attr->tls_hostname);
 	s->block_pages = calloc(attr->nblocks, sizeof(*s->block_pages));
 	s->lanes = calloc(attr->lanes, sizeof(*s->lanes));
-	if (!s->attr.uri || !s->block_pages || !s->lanes)
+	if (!s->attr.uri || !s->block_pages || !s->lanes ||
+	    (attr->tls_hostname && !s->attr.tls_hostname))
 		goto err;
 	for (uint32_t b = 0; b < attr->nblocks; b++)
 		s->block_pages[b] = attr->blocks[b].length / attr->page_size;
@@ -616,6 +659,17 @@ static int mc_source_connect(void *ctx)
 		if (atomic_load(&s->aborted)) {
 			ret = -ECANCELED;
 			goto out;
+		}
+		if (s->attr.tls) {
+			/* The lane is TLS before its first byte, HELLO and its id included. */
+			ret = ferry_channel_start_tls(ch, s->attr.tls, s->attr.tls_hostname,
+						      chan_remaining(deadline));
+			if (ret < 0) {
+				if (ret != -ECANCELED)
+					chan_err("%s lane %u: TLS handshake failed: %s", ch->peer,
+						 i, ferry_strerror(ret));
+				goto out;
+			}
 		}
 		memcpy(h.id, s->attr.id, sizeof(h.id));
 		mc_hello_to_wire(&h, &hw);
@@ -766,6 +820,8 @@ static int mc_source_send(void *ctx, uint32_t lane, const struct ferry_dp_run *r
 		stat_add(&l->st.pages, p.data_pages);
 		stat_add(&l->st.zero_pages, p.zero_pages);
 		stat_add(&l->st.page_bytes, (uint64_t)p.data_pages * s->attr.page_size);
+		if (l->ch->tls)
+			stat_add(&l->st.memcpy_bytes, (uint64_t)p.data_pages * s->attr.page_size);
 	}
 	return 0;
 }
@@ -1022,14 +1078,22 @@ static int mc_dest_accept(void *ctx)
 			ferry_channel_shutdown(ch);
 		if (deadline >= 0 && deadline < hello_deadline)
 			hello_deadline = deadline;
-		ret = chan_read_deadline(ch, &hw, sizeof(hw), hello_deadline);
+		/* TLS: nothing the connection says counts before the handshake. */
+		ret = d->attr.tls ? ferry_channel_start_tls(ch, d->attr.tls, NULL,
+							    chan_remaining(hello_deadline))
+				  : 0;
+		if (ret == 0)
+			ret = chan_read_deadline(ch, &hw, sizeof(hw), hello_deadline);
 		if (ret == 0) {
 			mc_hello_from_wire(&hw, &h);
 			status = mc_check_hello(d, &h);
 			mc_welcome_to_wire(status, &ww);
 			/* A refused peer learns why; it cannot block us (16 bytes, fresh socket).
 			 */
-			(void)send(ch->fd, &ww, sizeof(ww), MSG_NOSIGNAL | MSG_DONTWAIT);
+			if (ch->tls)
+				(void)chan_write_all(ch, &ww, sizeof(ww));
+			else
+				(void)send(ch->fd, &ww, sizeof(ww), MSG_NOSIGNAL | MSG_DONTWAIT);
 		}
 		pthread_mutex_lock(&d->lock);
 		d->pending = NULL;
@@ -1039,7 +1103,8 @@ static int mc_dest_accept(void *ctx)
 			return -ECANCELED;
 		}
 		if (ret < 0) {
-			chan_warn("multi-channel: dropped %s: no HELLO (%s)", ch->peer,
+			chan_warn("multi-channel: dropped %s: %s (%s)", ch->peer,
+				  d->attr.tls && !ch->tls ? "TLS handshake failed" : "no HELLO",
 				  ferry_strerror(ret));
 			ferry_channel_destroy(ch);
 			continue;
@@ -1137,6 +1202,8 @@ static int lane_place(struct mc_dest *d, struct mc_lane *l, const struct mc_pkt 
 	stat_add(&l->st.pages, p->data_pages);
 	stat_add(&l->st.zero_pages, p->zero_pages);
 	stat_add(&l->st.page_bytes, (uint64_t)p->data_pages * ps);
+	if (l->ch->tls)
+		stat_add(&l->st.memcpy_bytes, (uint64_t)p->data_pages * ps);
 	return 0;
 }
 

@@ -9,7 +9,10 @@
  * point at their final place in destination guest RAM: the header and run
  * table of a packet are read first, checked, and only then is the payload
  * read, straight into the pages it names. No page byte is copied in user
- * space on either side.
+ * space on either side, unless the lanes run TLS (ferry_dp_*_attr.tls):
+ * then each lane's TLS handshake comes first, and GnuTLS encrypts the pages
+ * into its records and decrypts them into its buffer (a copy, counted in
+ * the lane's memcpy_bytes); MSG_ZEROCOPY is refused with TLS.
  *
  * The engine picks these ops for tcp: and unix: URIs when
  * ferry_params.channels > 0; an embedder never calls them directly.

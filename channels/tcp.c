@@ -302,6 +302,24 @@ out_close:
 	return ret;
 }
 
+/*
+ * A connect() to a local port nobody listens on can pick that very port as
+ * its source port and connect to itself (TCP simultaneous open). Such a
+ * socket has the same address at both ends.
+ */
+static bool sock_is_self_connected(int fd)
+{
+	struct sockaddr_storage a, b;
+	socklen_t al = sizeof(a), bl = sizeof(b);
+
+	memset(&a, 0, sizeof(a));
+	memset(&b, 0, sizeof(b));
+	if (getsockname(fd, (struct sockaddr *)&a, &al) != 0 ||
+	    getpeername(fd, (struct sockaddr *)&b, &bl) != 0)
+		return false;
+	return al == bl && memcmp(&a, &b, al) == 0;
+}
+
 static int sock_new_channel(int fd, enum ferry_uri_scheme scheme, struct ferry_channel **out)
 {
 	struct ferry_channel *ch;
@@ -360,6 +378,14 @@ static int tcp_connect(const struct ferry_uri *uri, int timeout_ms, struct ferry
 		return ret;
 	}
 	freeaddrinfo(res);
+	if (sock_is_self_connected(fd)) {
+		/* Nobody listened: the kernel chose the port itself as our source port. */
+		chan_err("tcp: connect to %s port %u: connection refused (nobody listens; the "
+			 "socket connected to itself)",
+			 uri->host, uri->port);
+		close(fd);
+		return -ECONNREFUSED;
+	}
 	ret = sock_new_channel(fd, FERRY_URI_TCP, out);
 	if (ret < 0)
 		return ret;

@@ -11,6 +11,16 @@
  * the page size and the random migration id. The destination's post_load
  * hook checks it and accepts the lanes before the loader reads on; the
  * source connects them right after writing the section.
+ *
+ * An offer (rdma:): the record names the data path the source would like
+ * and carries FERRY_DP_NEGO_F_CHOICE. The destination gets that one ready
+ * (listen()) and reads on; the source, in the pre_save hook of the next
+ * early-setup section ("ferry-datapath-use"), pushes the stream out, tries
+ * to connect, and on failure falls back to tcp-multi lanes to the same host
+ * (unless params.no_fallback); that section then names the data path
+ * actually used, and the destination's post_load accepts its lanes. So the
+ * main stream always names what carries the pages, and the destination
+ * follows the source.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -22,6 +32,8 @@
 
 #include <ferry/channel.h>
 #include <ferry/multichannel.h>
+#include <ferry/rdma_datapath.h>
+#include <ferry/tls.h>
 #include <ferry/vmstate.h>
 
 #include "internal.h"
@@ -30,12 +42,19 @@ _Static_assert(FERRY_MAX_CHANNELS <= FERRY_DP_MAX_LANES, "every channel is a lan
 
 #define DP_CONNECT_TIMEOUT_MS 10000
 #define DP_ACCEPT_TIMEOUT_MS  10000
+/*
+ * An offered data path (rdma) gets longer: the destination registers its
+ * memory (pin-all: seconds for large guests under emulation) after reading
+ * the offer, while the source already retries its connect. This is also how
+ * long a source waits for a destination host without RDMA before it falls
+ * back (rdma_cm gets no answer there).
+ */
+#define DP_OFFER_TIMEOUT_MS 20000
 
 /*
  * The data paths this build has. The source takes the first whose scheme is
- * the URI's (rdma: falls back to tcp: here until rdma/ adds its line, e.g.
- * {"rdma", FERRY_URI_RDMA, &ferry_rdma_source_ops, &ferry_rdma_dest_ops}); the
- * destination picks the one the source names in the negotiation.
+ * the URI's; the destination picks the one the source names in the
+ * negotiation.
  */
 static const struct {
 	const char *name;
@@ -45,7 +64,16 @@ static const struct {
 } dp_table[] = {
     {FERRY_MC_NAME, FERRY_URI_TCP, &ferry_mc_source_ops, &ferry_mc_dest_ops},
     {FERRY_MC_NAME, FERRY_URI_UNIX, &ferry_mc_source_ops, &ferry_mc_dest_ops},
+    {FERRY_RDMA_DP_NAME, FERRY_URI_RDMA, &ferry_rdma_dp_source_ops, &ferry_rdma_dp_dest_ops},
 };
+
+static const struct ferry_dp_dest_ops *dp_dest_for(const char *name)
+{
+	for (size_t i = 0; i < sizeof(dp_table) / sizeof(dp_table[0]); i++)
+		if (strcmp(name, dp_table[i].name) == 0)
+			return dp_table[i].dst;
+	return NULL;
+}
 
 static const struct ferry_dp_source_ops *dp_source_for(enum ferry_uri_scheme scheme)
 {
@@ -60,6 +88,16 @@ static struct ferry_engine *eng_of_nego(void *nego)
 	return (struct ferry_engine *)(void *)((char *)nego -
 					       offsetof(struct ferry_engine, dp.nego));
 }
+
+static struct ferry_engine *eng_of_use(void *use)
+{
+	return (struct ferry_engine *)(void *)((char *)use - offsetof(struct ferry_engine, dp.use));
+}
+
+static int dp_try_offer(struct ferry_engine *eng);
+static int dp_use_accept(struct ferry_engine *eng);
+static int dp_open_dest(struct ferry_engine *eng);
+static int dp_accept_lanes(struct ferry_engine *eng);
 
 /* ---- the negotiation record ------------------------------------------------------------ */
 
@@ -104,6 +142,52 @@ const struct ferry_vmsd eng_dp_nego_vmsd = {
     .early_setup = true,
 };
 
+/* ---- the data path used, after an offer --------------------------------------------------- */
+
+static bool use_needed(void *opaque)
+{
+	struct ferry_engine *eng = eng_of_use(opaque);
+
+	return eng->is_source && eng->dp.active && (eng->dp.nego.flags & FERRY_DP_NEGO_F_CHOICE);
+}
+
+/* Source: the section's header is written; decide what it names. */
+static int use_pre_save(void *opaque)
+{
+	return dp_try_offer(eng_of_use(opaque));
+}
+
+static int use_pre_load(void *opaque)
+{
+	memset(opaque, 0, sizeof(struct eng_dp_use));
+	return 0;
+}
+
+static int use_post_load(void *opaque, int version_id)
+{
+	(void)version_id;
+	return dp_use_accept(eng_of_use(opaque));
+}
+
+static const struct ferry_vms_field use_fields[] = {
+    FERRY_VMS_BUFFER(struct eng_dp_use, transport),
+    FERRY_VMS_UINT32(struct eng_dp_use, flags),
+    FERRY_VMS_END(),
+};
+
+const struct ferry_vmsd eng_dp_use_vmsd = {
+    .name = "ferry-datapath-use",
+    .version_id = 1,
+    .minimum_version_id = 1,
+    .priority = FERRY_PRI_NORMAL,
+    .needed = use_needed,
+    .pre_save = use_pre_save,
+    .pre_load = use_pre_load,
+    .post_load = use_post_load,
+    .fields = use_fields,
+    .early_setup = true,
+};
+
 /* ---- shared ---------------------------------------------------------------------------- */
 
 static void dp_free(struct eng_dp *dp)
@@ -119,6 +203,7 @@ static void dp_free(struct eng_dp *dp)
 	free(dp->lane_round);
 	free(dp->lane_ended);
 	free(dp->uri);
+	free(dp->fallback_uri);
 	eng_place_fini(&dp->place);
 	dp->workers = NULL;
 	dp->blocks = NULL;
@@ -126,6 +211,15 @@ static void dp_free(struct eng_dp *dp)
 	dp->lane_round = NULL;
 	dp->lane_ended = NULL;
 	dp->uri = NULL;
+	dp->fallback_uri = NULL;
+	dp->fallback_sops = NULL;
+	dp->connected = false;
+	dp->offer_err = 0;
+	dp->failed = 0;
+	dp->fail_err = 0;
+	dp->lanes_down = 0;
+	dp->keep_listener = false;
+	dp->wire_base = 0;
 	dp->sops = NULL;
 	dp->dops = NULL;
 	dp->active = false;
@@ -229,7 +323,7 @@ static void lane_stats(struct ferry_engine *eng, uint32_t lane, struct ferry_dp_
 uint64_t eng_dp_wire_bytes(struct ferry_engine *eng)
 {
 	struct ferry_dp_lane_stats st;
-	uint64_t sum = 0;
+	uint64_t sum = eng->dp.wire_base;
 
 	for (uint32_t i = 0; i < eng->dp.lanes; i++) {
 		lane_stats(eng, i, &st);
@@ -254,6 +348,8 @@ void eng_dp_refresh_stats(struct ferry_engine *eng)
 {
 	struct eng_dp *dp = &eng->dp;
 	struct ferry_dp_lane_stats st;
+	struct ferry_dp_info info;
+	bool has_info;
 	uint64_t syscalls = 0, pages = 0, zero = 0, bytes = 0, copied = 0;
 
 	if (!dp->ctx)
@@ -266,13 +362,25 @@ void eng_dp_refresh_stats(struct ferry_engine *eng)
 		bytes += st.page_bytes;
 		copied += st.memcpy_bytes;
 	}
+	/* A data path without info (tcp-multi after a switch) leaves what the last one said. */
+	memset(&info, 0, sizeof(info));
+	has_info = dp->sops ? dp->sops->info != NULL : dp->dops && dp->dops->info;
+	if (dp->sops && dp->sops->info)
+		dp->sops->info(dp->ctx, &info);
+	else if (dp->dops && dp->dops->info)
+		dp->dops->info(dp->ctx, &info);
 	pthread_mutex_lock(&eng->lock);
 	eng->stats.syscalls = syscalls;
+	/* Both sides: a TLS lane copies every page byte into or out of its records. */
+	eng->stats.memcpy_bytes = eng->ram.copied + copied;
+	if (has_info) {
+		memcpy(eng->stats.registration, info.registration, sizeof(eng->stats.registration));
+		eng->stats.registration_us = info.registration_ns / 1000;
+	}
 	if (!eng->is_source) {
 		eng->stats.normal_pages = pages;
 		eng->stats.zero_pages = zero;
 		eng->stats.normal_bytes = bytes;
-		eng->stats.memcpy_bytes = eng->ram.copied + copied;
 	}
 	pthread_mutex_unlock(&eng->lock);
 }
@@ -288,11 +396,22 @@ static void set_transport_stats(struct ferry_engine *eng)
 
 /* ---- source ---------------------------------------------------------------------------- */
 
+static int uri_text(const struct ferry_uri *uri, char **out)
+{
+	char text[1200];
+
+	if (ferry_uri_format(uri, text, sizeof(text)) >= (int)sizeof(text))
+		return FERRY_EBADURI;
+	*out = strdup(text);
+	return *out ? 0 : -ENOMEM;
+}
+
 int eng_dp_prepare_source(struct ferry_engine *eng)
 {
 	struct eng_dp *dp = &eng->dp;
 	struct ferry_uri *uri = malloc(sizeof(*uri));
-	char text[1200];
+	uint32_t lanes = eng->params.channels;
+	bool offer;
 	ssize_t got;
 	int ret;
 
@@ -301,23 +420,25 @@ int eng_dp_prepare_source(struct ferry_engine *eng)
 	ret = ferry_uri_parse(eng->uri, uri);
 	if (ret < 0)
 		goto out;
-	/* rdma: falls back to tcp (as the main stream does) while no data path takes it. */
-	if (uri->scheme == FERRY_URI_RDMA && !dp_source_for(FERRY_URI_RDMA))
-		uri->scheme = FERRY_URI_TCP;
 	dp->sops = dp_source_for(uri->scheme);
 	if (!dp->sops) {
 		ret = FERRY_EBADURI;
-		eng_fail(eng, ret,
-			 "%u data channels need a tcp: or unix: URI, not %s:", eng->params.channels,
-			 ferry_uri_scheme_name(uri->scheme));
+		eng_fail(eng, ret, "%u data channels need a tcp:, unix: or rdma: URI, not %s:",
+			 eng->params.channels, ferry_uri_scheme_name(uri->scheme));
 		goto out;
 	}
-	if (ferry_uri_format(uri, text, sizeof(text)) >= (int)sizeof(text)) {
-		ret = FERRY_EBADURI;
-		goto out;
+	/* rdma: is an offer; tcp-multi lanes to the same host are the way back. */
+	offer = uri->scheme == FERRY_URI_RDMA;
+	if (!lanes)
+		lanes = 1;
+	ret = uri_text(uri, &dp->uri);
+	if (!ret && offer) {
+		uri->scheme = FERRY_URI_TCP;
+		dp->fallback_sops = dp_source_for(FERRY_URI_TCP);
+		ret = uri_text(uri, &dp->fallback_uri);
 	}
-	dp->uri = strdup(text);
-	ret = dp->uri ? dp_build(eng, NULL, eng->params.channels) : -ENOMEM;
+	if (!ret)
+		ret = dp_build(eng, NULL, lanes);
 	if (ret < 0)
 		goto out;
 	/* Each worker's chunks, in block order: its share of every round. */
@@ -350,16 +471,21 @@ int eng_dp_prepare_source(struct ferry_engine *eng)
 	dp->nego.version = FERRY_DP_VERSION;
 	dp->nego.lanes = dp->lanes;
 	dp->nego.page_size = ENG_PAGE_SIZE;
-	dp->nego.flags = 0;
+	dp->nego.flags = offer ? FERRY_DP_NEGO_F_CHOICE : 0;
 	memset(dp->nego.transport, 0, sizeof(dp->nego.transport));
 	memcpy(dp->nego.transport, dp->sops->name, strlen(dp->sops->name));
+	memset(&dp->use, 0, sizeof(dp->use));
 	dp->pace_bps = eng->params.max_bandwidth / dp->lanes;
 	dp->round = 0;
 	dp->round_open = false;
 	dp->quit = false;
 	dp->err = 0;
+	dp->connected = false;
 	dp->active = true;
 	set_transport_stats(eng);
+	pthread_mutex_lock(&eng->lock);
+	eng->stats.fallback_reason[0] = '\0';
+	pthread_mutex_unlock(&eng->lock);
 	ret = 0;
 out:
 	free(uri);
@@ -368,7 +494,31 @@ out:
 	return ret;
 }
 
-int eng_dp_connect(struct ferry_engine *eng)
+/* Create, publish and connect dp->sops to dp->uri. On failure the context stays published. */
+/*
+ * With TLS on the main stream: the lane key, from the TLS exporter with the
+ * migration id as context. Both ends compute the same bytes; it never
+ * travels. Migration thread (the session's secrets no longer change once
+ * the handshake is done, so the other thread's record I/O does not matter).
+ */
+static int dp_auth_key(struct ferry_engine *eng, bool *on, uint8_t key[FERRY_DP_AUTH_KEY_LEN])
+{
+	int ret;
+
+	*on = false;
+	if (!eng->tls || !eng->conn.ch || !ferry_channel_is_tls(eng->conn.ch))
+		return 0;
+	ret = ferry_channel_tls_export(eng->conn.ch, FERRY_DP_AUTH_LABEL, eng->dp.nego.id,
+				       FERRY_DP_ID_LEN, key, FERRY_DP_AUTH_KEY_LEN);
+	if (ret < 0) {
+		eng_fail(eng, ret, "no lane key from the TLS session: %s", ferry_strerror(ret));
+		return ret;
+	}
+	*on = true;
+	return 0;
+}
+
+static int dp_open_source(struct ferry_engine *eng, int timeout_ms)
 {
 	struct eng_dp *dp = &eng->dp;
 	struct ferry_dp_source_attr attr = {
@@ -378,27 +528,226 @@ int eng_dp_connect(struct ferry_engine *eng)
 	    .page_size = ENG_PAGE_SIZE,
 	    .lanes = dp->lanes,
 	    .flags = eng->params.zerocopy ? FERRY_DP_F_ZEROCOPY : 0,
-	    .timeout_ms = DP_CONNECT_TIMEOUT_MS,
+	    .timeout_ms = timeout_ms,
+	    .registration = eng->params.rdma_registration,
+	    .tls = eng->tls,
+	    .tls_hostname = eng->tls_host,
 	};
 	void *ctx;
 	int ret;
 
 	memcpy(attr.id, dp->nego.id, sizeof(attr.id));
-	ret = dp->sops->create(&attr, &ctx);
-	if (ret < 0) {
-		eng_fail(eng, ret, "cannot set up the data path: %s", ferry_strerror(ret));
+	ret = dp_auth_key(eng, &attr.auth, attr.auth_key);
+	if (ret < 0)
 		return ret;
-	}
+	ret = dp->sops->create(&attr, &ctx);
+	explicit_bzero(attr.auth_key, sizeof(attr.auth_key));
+	if (ret < 0)
+		return ret;
 	dp_publish(eng, ctx);
 	if (eng_cancelled(eng))
 		return FERRY_ECANCELED;
 	ret = dp->sops->connect(ctx);
-	if (ret < 0) {
-		if (!eng_cancelled(eng))
-			eng_fail(eng, ret, "cannot bring up %u data connections to %s: %s",
-				 dp->lanes, dp->uri, ferry_strerror(ret));
-		return eng_cancelled(eng) ? FERRY_ECANCELED : ret;
+	if (ret < 0 && eng_cancelled(eng))
+		ret = FERRY_ECANCELED;
+	return ret;
+}
+
+/* Close a context that never carried pages (a failed offer). Migration thread. */
+static void dp_drop_source(struct ferry_engine *eng)
+{
+	void *ctx;
+
+	pthread_mutex_lock(&eng->conn_lock);
+	ctx = eng->dp.ctx;
+	eng->dp.ctx = NULL;
+	pthread_mutex_unlock(&eng->conn_lock);
+	if (ctx)
+		eng->dp.sops->close(ctx, false);
+}
+
+/*
+ * Source, in the pre_save hook of "ferry-datapath-use": the offer is in the
+ * stream; push it out, try the offered data path, fall back if it cannot be
+ * set up (and that is allowed), and name what is used.
+ */
+static int dp_try_offer(struct ferry_engine *eng)
+{
+	struct eng_dp *dp = &eng->dp;
+	const char *name;
+	char why[160];
+	int ret;
+
+	/* The destination must read the offer (and start listening) while we connect. */
+	ret = ferry_writer_flush(eng->conn.w);
+	if (ret < 0)
+		return ret;
+	ret = dp_open_source(eng, DP_OFFER_TIMEOUT_MS);
+	if (!ret) {
+		dp->connected = true;
+		eng_log(FERRY_LOG_INFO, "data path %s: %u lanes to %s", dp->sops->name, dp->lanes,
+			dp->uri);
+	} else if (ret == FERRY_ECANCELED) {
+		return ret;
+	} else {
+		snprintf(why, sizeof(why), "%s data path to %s unavailable: %s", dp->sops->name,
+			 dp->uri, ferry_strerror(ret));
+		dp_drop_source(eng);
+		if (eng->params.no_fallback || !dp->fallback_sops ||
+		    !ferry_rdma_dp_fallback_error(ret)) {
+			eng_fail(eng, ret, "%s (fallback to TCP %s)", why,
+				 eng->params.no_fallback ? "forbidden" : "impossible");
+			return ret;
+		}
+		eng_log(FERRY_LOG_WARN, "%s; falling back to %s lanes to %s", why,
+			dp->fallback_sops->name, dp->fallback_uri);
+		free(dp->uri);
+		dp->uri = dp->fallback_uri;
+		dp->fallback_uri = NULL;
+		dp->sops = dp->fallback_sops;
+		dp->fallback_sops = NULL;
+		pthread_mutex_lock(&eng->lock);
+		snprintf(eng->stats.fallback_reason, sizeof(eng->stats.fallback_reason), "%s", why);
+		pthread_mutex_unlock(&eng->lock);
+		set_transport_stats(eng);
 	}
+	name = dp->sops->name;
+	memset(&dp->use, 0, sizeof(dp->use));
+	memcpy(dp->use.transport, name, strlen(name));
+	return 0;
+}
+
+/* ---- moving to TCP lanes mid-migration ----------------------------------------------------- */
+
+bool eng_dp_can_switch(struct ferry_engine *eng, int err)
+{
+	struct eng_dp *dp = &eng->dp;
+
+	return dp->fallback_sops && dp->sops->unplaced && !eng->params.no_fallback &&
+	       err != FERRY_ECANCELED && err != -ECANCELED && !eng_cancelled(eng) &&
+	       !atomic_load(&dp->quit);
+}
+
+/*
+ * Source, migration thread, inside a PART section while a round runs: every
+ * lane is finished or failed (and its unplaced pages are back in to_send).
+ * Drop the failed data path, tell the destination with a HOOK record, connect
+ * TCP lanes to the same host, and let the failed workers send their share
+ * again. Returns 0 or an error (the migration fails).
+ */
+int eng_dp_switch(struct ferry_engine *eng, struct ferry_writer *w)
+{
+	struct eng_dp *dp = &eng->dp;
+	char why[160];
+	int ret;
+
+	snprintf(why, sizeof(why), "%s lanes failed mid-migration: %s", dp->sops->name,
+		 ferry_strerror(dp->fail_err));
+	eng_log(FERRY_LOG_WARN, "%s; moving the remaining pages to %s lanes to %s", why,
+		dp->fallback_sops->name, dp->fallback_uri);
+	dp->wire_base = eng_dp_wire_bytes(eng);
+	dp_drop_source(eng);
+	pthread_mutex_lock(&eng->conn_lock);
+	dp->sops = dp->fallback_sops;
+	pthread_mutex_unlock(&eng->conn_lock);
+	dp->fallback_sops = NULL;
+	free(dp->uri);
+	dp->uri = dp->fallback_uri;
+	dp->fallback_uri = NULL;
+	pthread_mutex_lock(&eng->lock);
+	snprintf(eng->stats.fallback_reason, sizeof(eng->stats.fallback_reason), "%s", why);
+	pthread_mutex_unlock(&eng->lock);
+	set_transport_stats(eng);
+	ferry_put_be64(w, RAM_FLAG_HOOK);
+	ret = ferry_writer_flush(w);
+	if (!ret) {
+		ret = dp_open_source(eng, DP_CONNECT_TIMEOUT_MS);
+		if (ret < 0 && ret != FERRY_ECANCELED)
+			eng_fail(eng, ret, "%s, and %u TCP lanes to %s did not come up: %s", why,
+				 dp->lanes, dp->uri, ferry_strerror(ret));
+	}
+	if (ret < 0)
+		return ret;
+	pthread_mutex_lock(&dp->lock);
+	dp->failed = 0;
+	dp->fail_err = 0;
+	dp->switch_gen++;
+	pthread_cond_broadcast(&dp->cond);
+	pthread_mutex_unlock(&dp->lock);
+	return 0;
+}
+
+/*
+ * Destination, migration thread, at the HOOK record: the source dropped its
+ * lanes and connects TCP lanes. Stop the receivers, release the old data path
+ * (no write of it can land after this), accept the new lanes on the listener
+ * kept open for this, and start the receivers again.
+ */
+int eng_dp_switch_dest(struct ferry_engine *eng)
+{
+	struct eng_dp *dp = &eng->dp;
+	const struct ferry_dp_dest_ops *mc = dp_dest_for(FERRY_MC_NAME);
+	const char *old;
+	void *ctx;
+	int ret;
+
+	if (!dp->active || !dp->keep_listener || !eng->listener || !dp->ctx) {
+		eng_fail(eng, FERRY_EBADSTREAM,
+			 "the source moves its data path to TCP lanes, but none can move here");
+		return FERRY_EBADSTREAM;
+	}
+	old = dp->dops->name;
+	eng_log(FERRY_LOG_WARN,
+		"the source moves the data path from %s to %s lanes (%u of %u "
+		"%s lanes had failed here)",
+		old, FERRY_MC_NAME, dp->lanes_down, dp->lanes, old);
+	/* The receivers first learn that their end is wanted, then the lanes are cut. */
+	pthread_mutex_lock(&dp->lock);
+	atomic_store(&dp->quit, true);
+	pthread_cond_broadcast(&dp->cond);
+	pthread_mutex_unlock(&dp->lock);
+	pthread_mutex_lock(&eng->conn_lock);
+	eng_dp_abort(eng);
+	pthread_mutex_unlock(&eng->conn_lock);
+	eng_workers_stop(eng);
+	pthread_mutex_lock(&eng->conn_lock);
+	ctx = dp->ctx;
+	dp->ctx = NULL;
+	pthread_mutex_unlock(&eng->conn_lock);
+	dp->dops->close(ctx);
+	pthread_mutex_lock(&dp->lock);
+	atomic_store(&dp->quit, false);
+	dp->lanes_down = 0;
+	dp->err = 0;
+	memset(dp->lane_ended, 0, dp->lanes * sizeof(*dp->lane_ended));
+	pthread_mutex_unlock(&dp->lock);
+	pthread_mutex_lock(&eng->lock);
+	snprintf(eng->stats.fallback_reason, sizeof(eng->stats.fallback_reason),
+		 "the source's %s lanes failed mid-migration", old);
+	pthread_mutex_unlock(&eng->lock);
+	pthread_mutex_lock(&eng->conn_lock);
+	dp->dops = mc;
+	pthread_mutex_unlock(&eng->conn_lock);
+	ret = dp_open_dest(eng);
+	return ret < 0 ? ret : dp_accept_lanes(eng);
+}
+
+int eng_dp_connect(struct ferry_engine *eng)
+{
+	struct eng_dp *dp = &eng->dp;
+	int ret;
+
+	if (!dp->connected) {
+		ret = dp_open_source(eng, DP_CONNECT_TIMEOUT_MS);
+		if (ret < 0) {
+			if (ret != FERRY_ECANCELED)
+				eng_fail(eng, ret, "cannot bring up %u data connections to %s: %s",
+					 dp->lanes, dp->uri, ferry_strerror(ret));
+			return ret;
+		}
+		dp->connected = true;
+	}
+	eng_dp_refresh_stats(eng);
 	ret = eng_workers_start(eng);
 	if (ret < 0)
 		eng_fail(eng, ret, "cannot start the data-path workers: %s", ferry_strerror(ret));
@@ -415,13 +764,99 @@ static bool dp_source_gone(void *opaque)
 	return eng->conn.ch && ferry_channel_peer_closed(eng->conn.ch);
 }
 
+/* The destination's URI with the port it really listens on (tcp:HOST:0 picks one). */
+static char *dest_uri(struct ferry_engine *eng)
+{
+	struct ferry_uri *uri = malloc(sizeof(*uri));
+	char *out = NULL;
+
+	if (!uri)
+		return NULL;
+	if (ferry_uri_parse(eng->uri, uri) == 0 && uri->scheme == FERRY_URI_RDMA &&
+	    eng->listen_port > 0) {
+		uri->port = (uint16_t)eng->listen_port;
+		if (uri_text(uri, &out) < 0)
+			out = NULL;
+	} else {
+		out = strdup(eng->uri);
+	}
+	free(uri);
+	return out;
+}
+
+/* Create and publish dp->dops's context for the negotiated lanes. */
+static int dp_open_dest(struct ferry_engine *eng)
+{
+	struct eng_dp *dp = &eng->dp;
+	struct ferry_dp_dest_attr attr = {
+	    .uri = dp->uri,
+	    .listener = eng->listener,
+	    .blocks = dp->blocks,
+	    .nblocks = dp->nblocks,
+	    .page_size = ENG_PAGE_SIZE,
+	    .lanes = dp->lanes,
+	    .timeout_ms = DP_ACCEPT_TIMEOUT_MS,
+	    .peer_gone = dp_source_gone,
+	    .peer_opaque = eng,
+	    .registration = eng->params.rdma_registration,
+	    .tls = eng->tls,
+	};
+	void *ctx;
+	int ret;
+
+	memcpy(attr.id, dp->nego.id, sizeof(attr.id));
+	ret = dp_auth_key(eng, &attr.auth, attr.auth_key);
+	if (ret < 0)
+		return ret;
+	ret = dp->dops->create(&attr, &ctx);
+	explicit_bzero(attr.auth_key, sizeof(attr.auth_key));
+	if (ret < 0) {
+		eng_fail(eng, ret, "cannot set up the data path: %s", ferry_strerror(ret));
+		return ret;
+	}
+	dp_publish(eng, ctx);
+	return eng_cancelled(eng) ? FERRY_ECANCELED : 0;
+}
+
+/* Accept the lanes of the published context, then stop listening and start the workers. */
+static int dp_accept_lanes(struct ferry_engine *eng)
+{
+	struct eng_dp *dp = &eng->dp;
+	int ret = dp->dops->accept(dp->ctx);
+
+	if (ret < 0) {
+		if (!eng_cancelled(eng))
+			eng_fail(eng, ret, "accepting %u %s lanes: %s", dp->lanes, dp->dops->name,
+				 ferry_strerror(ret));
+		return eng_cancelled(eng) ? FERRY_ECANCELED : ret;
+	}
+	/* Every lane is in: nobody else may connect, unless the lanes may move to
+	 * TCP mid-migration (an offered data path that can tell what to re-send). */
+	dp->keep_listener = (dp->nego.flags & FERRY_DP_NEGO_F_CHOICE) && dp->dops->listen;
+	if (!dp->keep_listener)
+		eng_conn_stop_listening(eng);
+	set_transport_stats(eng);
+	eng_dp_refresh_stats(eng);
+	ret = eng_workers_start(eng);
+	if (ret < 0)
+		eng_fail(eng, ret, "cannot start the data-path workers: %s", ferry_strerror(ret));
+	return ret;
+}
+
+static void printable(char *name)
+{
+	/* The name is peer data: print only what is printable. */
+	for (char *c = name; *c; c++)
+		if (*c < 0x20 || *c > 0x7e)
+			*c = '?';
+}
+
 int eng_dp_accept(struct ferry_engine *eng)
 {
 	struct eng_dp *dp = &eng->dp;
 	struct eng_dp_nego *n = &dp->nego;
-	struct ferry_dp_dest_attr attr;
 	char name[FERRY_DP_NAME_MAX + 1];
-	void *ctx;
+	bool offer = n->flags & FERRY_DP_NEGO_F_CHOICE;
 	int ret;
 
 	memcpy(name, n->transport, FERRY_DP_NAME_MAX);
@@ -440,34 +875,30 @@ int eng_dp_accept(struct ferry_engine *eng)
 		return FERRY_EVERSION;
 	}
 	if (n->lanes == 0 || n->lanes > FERRY_DP_MAX_LANES || n->page_size != ENG_PAGE_SIZE ||
-	    n->flags) {
+	    (n->flags & ~FERRY_DP_NEGO_F_CHOICE)) {
 		eng_fail(eng, FERRY_EBADSTREAM,
 			 "data path with %" PRIu32 " lanes (1 to %d), page size %" PRIu32
 			 " (%u) and flags 0x%" PRIx32 ": refused",
 			 n->lanes, FERRY_DP_MAX_LANES, n->page_size, ENG_PAGE_SIZE, n->flags);
 		return FERRY_EBADSTREAM;
 	}
-	for (size_t i = 0; i < sizeof(dp_table) / sizeof(dp_table[0]); i++)
-		if (strcmp(name, dp_table[i].name) == 0)
-			dp->dops = dp_table[i].dst;
-	if (!dp->dops) {
-		/* The name is peer data: print only what is printable. */
-		for (char *c = name; *c; c++)
-			if (*c < 0x20 || *c > 0x7e)
-				*c = '?';
-		eng_fail(eng, FERRY_EBADSTREAM,
-			 "the source wants data path '%s', not in this build", name);
+	dp->dops = dp_dest_for(name);
+	if (!dp->dops || (offer && !dp->dops->listen)) {
+		dp->dops = NULL;
+		printable(name);
+		eng_fail(eng, FERRY_EBADSTREAM, "the source %s data path '%s', not in this build",
+			 offer ? "offers" : "wants", name);
 		return FERRY_EBADSTREAM;
 	}
 	if (!eng->listener) {
 		dp->dops = NULL;
 		eng_fail(eng, FERRY_EBADSTREAM,
 			 "the source wants %" PRIu32 " data connections, but this destination "
-			 "does not listen (only tcp: and unix: do)",
+			 "does not listen (only tcp:, unix: and rdma: do)",
 			 n->lanes);
 		return FERRY_EBADSTREAM;
 	}
-	dp->uri = strdup(eng->uri);
+	dp->uri = dest_uri(eng);
 	ret = dp->uri ? dp_build(eng, eng->ram.src_order, n->lanes) : -ENOMEM;
 	dp->lane_round = calloc(n->lanes, sizeof(*dp->lane_round));
 	dp->lane_ended = calloc(n->lanes, sizeof(*dp->lane_ended));
@@ -481,41 +912,93 @@ int eng_dp_accept(struct ferry_engine *eng)
 	dp->quit = false;
 	dp->err = 0;
 	dp->flushes = 0;
+	dp->offer_err = 0;
 	dp->active = true;
 	set_transport_stats(eng);
-	attr = (struct ferry_dp_dest_attr){
-	    .uri = dp->uri,
-	    .listener = eng->listener,
-	    .blocks = dp->blocks,
-	    .nblocks = dp->nblocks,
-	    .page_size = ENG_PAGE_SIZE,
-	    .lanes = dp->lanes,
-	    .timeout_ms = DP_ACCEPT_TIMEOUT_MS,
-	    .peer_gone = dp_source_gone,
-	    .peer_opaque = eng,
-	};
-	memcpy(attr.id, n->id, sizeof(attr.id));
-	ret = dp->dops->create(&attr, &ctx);
-	if (ret < 0) {
-		eng_fail(eng, ret, "cannot set up the data path: %s", ferry_strerror(ret));
-		return ret;
-	}
-	dp_publish(eng, ctx);
-	if (eng_cancelled(eng))
-		return FERRY_ECANCELED;
-	ret = dp->dops->accept(ctx);
-	if (ret < 0) {
-		if (!eng_cancelled(eng))
-			eng_fail(eng, ret, "accepting %u data connections: %s", dp->lanes,
-				 ferry_strerror(ret));
-		return eng_cancelled(eng) ? FERRY_ECANCELED : ret;
-	}
-	/* Every lane is in: nobody else may connect. */
-	eng_conn_stop_listening(eng);
-	ret = eng_workers_start(eng);
+	pthread_mutex_lock(&eng->lock);
+	eng->stats.fallback_reason[0] = '\0';
+	pthread_mutex_unlock(&eng->lock);
+	ret = dp_open_dest(eng);
 	if (ret < 0)
-		eng_fail(eng, ret, "cannot start the data-path workers: %s", ferry_strerror(ret));
-	return ret;
+		return ret;
+	if (!offer)
+		return dp_accept_lanes(eng);
+	/* An offer: get ready and read on; "ferry-datapath-use" says which lanes come. */
+	ret = dp->dops->listen(dp->ctx);
+	if (ret < 0) {
+		void *ctx;
+
+		if (eng_cancelled(eng))
+			return FERRY_ECANCELED;
+		dp->offer_err = ret;
+		eng_log(FERRY_LOG_WARN,
+			"cannot take %s lanes on %s: %s; the source should fall back to TCP lanes",
+			dp->dops->name, dp->uri, ferry_strerror(ret));
+		pthread_mutex_lock(&eng->conn_lock);
+		ctx = dp->ctx;
+		dp->ctx = NULL;
+		pthread_mutex_unlock(&eng->conn_lock);
+		dp->dops->close(ctx);
+	}
+	return 0;
+}
+
+/* Destination, post_load of "ferry-datapath-use": accept the lanes of the data path named. */
+static int dp_use_accept(struct ferry_engine *eng)
+{
+	struct eng_dp *dp = &eng->dp;
+	char name[FERRY_DP_NAME_MAX + 1];
+	const struct ferry_dp_dest_ops *ops;
+	int ret;
+
+	memcpy(name, dp->use.transport, FERRY_DP_NAME_MAX);
+	name[FERRY_DP_NAME_MAX] = '\0';
+	if (!dp->active || !(dp->nego.flags & FERRY_DP_NEGO_F_CHOICE) || dp->use.flags ||
+	    eng->dp.workers[0].started) {
+		eng_fail(eng, FERRY_EBADSTREAM,
+			 "ferry-datapath-use without an offer before it, twice, or with flags "
+			 "0x%" PRIx32,
+			 dp->use.flags);
+		return FERRY_EBADSTREAM;
+	}
+	if (strcmp(name, dp->dops->name) == 0) {
+		if (dp->offer_err) {
+			eng_fail(
+			    eng, dp->offer_err,
+			    "the source uses the %s data path, which could not be set up here: %s",
+			    name, ferry_strerror(dp->offer_err));
+			return dp->offer_err;
+		}
+		return dp_accept_lanes(eng);
+	}
+	ops = dp_dest_for(name);
+	if (!ops || strcmp(name, FERRY_MC_NAME) != 0) {
+		printable(name);
+		eng_fail(eng, FERRY_EBADSTREAM,
+			 "the source offered %s but uses '%s': only a fallback to %s is allowed",
+			 dp->dops->name, name, FERRY_MC_NAME);
+		return FERRY_EBADSTREAM;
+	}
+	/* The source fell back: drop what the offer prepared, take TCP lanes instead. */
+	if (dp->ctx) {
+		void *ctx;
+
+		pthread_mutex_lock(&eng->conn_lock);
+		ctx = dp->ctx;
+		dp->ctx = NULL;
+		pthread_mutex_unlock(&eng->conn_lock);
+		dp->dops->close(ctx);
+	}
+	eng_log(FERRY_LOG_WARN, "the source fell back from %s to %s lanes", dp->dops->name, name);
+	pthread_mutex_lock(&eng->lock);
+	snprintf(eng->stats.fallback_reason, sizeof(eng->stats.fallback_reason),
+		 "the source could not use %s", dp->dops->name);
+	pthread_mutex_unlock(&eng->lock);
+	dp->dops = ops;
+	ret = dp_open_dest(eng);
+	if (ret < 0)
+		return ret;
+	return dp_accept_lanes(eng);
 }
 
 /* ---- both ------------------------------------------------------------------------------ */
@@ -524,6 +1007,7 @@ void eng_dp_stop(struct ferry_engine *eng, bool graceful)
 {
 	struct eng_dp *dp = &eng->dp;
 	struct ferry_worker_stats *final = NULL;
+	bool all_ended = dp->lane_ended != NULL;
 	void *ctx;
 
 	if (!dp->active && !dp->ctx)
@@ -533,8 +1017,11 @@ void eng_dp_stop(struct ferry_engine *eng, bool graceful)
 	pthread_mutex_lock(&dp->lock);
 	atomic_store(&dp->quit, true);
 	pthread_cond_broadcast(&dp->cond);
+	for (uint32_t i = 0; all_ended && i < dp->lanes; i++)
+		all_ended = dp->lane_ended[i];
 	pthread_mutex_unlock(&dp->lock);
-	if (!graceful || !eng->is_source) {
+	/* A destination whose lanes all ended normally has no receiver left to cut. */
+	if (!graceful || (!eng->is_source && !all_ended)) {
 		pthread_mutex_lock(&eng->conn_lock);
 		eng_dp_abort(eng);
 		pthread_mutex_unlock(&eng->conn_lock);
@@ -591,7 +1078,7 @@ int ferry_engine_get_worker_stats(struct ferry_engine *eng, struct ferry_worker_
 			eng_workers_snapshot(eng, out, max < dp->lanes ? max : dp->lanes);
 	} else {
 		n = (int)dp->nfinal;
-		if (out && max)
+		if (out && max && dp->final)
 			memcpy(out, dp->final,
 			       (max < dp->nfinal ? max : dp->nfinal) * sizeof(*out));
 	}

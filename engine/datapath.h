@@ -66,6 +66,14 @@ extern "C" {
 #define FERRY_DP_VERSION 1
 /* Bytes of the per-migration random id every lane presents to the destination. */
 #define FERRY_DP_ID_LEN 16
+/*
+ * The lane key: with TLS on the main stream, both sides derive it with the
+ * TLS exporter (label FERRY_DP_AUTH_LABEL, context the migration id) and
+ * pass it in the attributes; a transport whose lanes do not run inside TLS
+ * (rdma) authenticates each lane with it (docs/rdma.md).
+ */
+#define FERRY_DP_AUTH_KEY_LEN 32
+#define FERRY_DP_AUTH_LABEL   "EXPORTER-ferry-rdma-auth"
 /* The most lanes one migration may use (a destination refuses more). */
 #define FERRY_DP_MAX_LANES 64
 /* The longest data path name, terminating NUL included ("tcp-multi", "rdma"). */
@@ -74,8 +82,19 @@ extern "C" {
 #define FERRY_DP_MAX_BATCH_RUNS	 512
 #define FERRY_DP_MAX_BATCH_PAGES 512
 
+/*
+ * Flags of the negotiation record (docs/data-path.md). CHOICE: the data path
+ * named there is an offer the source tries first; a "ferry-datapath-use"
+ * section follows in the setup phase and names the one actually used (the
+ * offered one, or tcp-multi when the source fell back). The destination makes
+ * the offered one ready (listen()) without waiting for its lanes, and accepts
+ * the lanes of the one the source names.
+ */
+#define FERRY_DP_NEGO_F_CHOICE 0x1u
+
 /* Opaque types of other modules, named here so a transport need not include them. */
 struct ferry_listener;
+struct ferry_tls_creds;
 
 /**
  * struct ferry_dp_block - one block of guest RAM, as the data path sees it.
@@ -165,6 +184,18 @@ enum ferry_dp_flags {
  *              lane presents it so the destination can refuse strangers
  * @flags:      enum ferry_dp_flags
  * @timeout_ms: the longest connect() may take to bring every lane up
+ * @tls:        the main stream runs TLS with these (client) credentials:
+ *              a byte-stream transport runs TLS on every lane too, before
+ *              anything else; NULL: no TLS. FERRY_DP_F_ZEROCOPY is refused
+ *              with TLS (-EINVAL from create()). <ferry/tls.h>
+ * @tls_hostname: with @tls: the name the destination's certificate must
+ *              carry (NULL: the URI's host); copied by create()
+ * @auth:       @auth_key holds the lane key (TLS on the main stream)
+ * @auth_key:   FERRY_DP_AUTH_KEY_LEN bytes, derived as said above; the same
+ *              on both sides. Copied by create()
+ * @registration: for transports that register memory (rdma): the strategy,
+ *              "auto", "pin-all", "chunked" or "odp"; NULL means "auto".
+ *              Others ignore it
  */
 struct ferry_dp_source_attr {
 	const char *uri;
@@ -175,6 +206,27 @@ struct ferry_dp_source_attr {
 	uint8_t id[FERRY_DP_ID_LEN];
 	uint32_t flags;
 	int timeout_ms;
+	const struct ferry_tls_creds *tls;
+	const char *tls_hostname;
+	bool auth;
+	uint8_t auth_key[FERRY_DP_AUTH_KEY_LEN];
+	const char *registration;
+};
+
+/**
+ * struct ferry_dp_info - what a transport reports about itself beyond the
+ * lane counters (all optional: empty / 0 where it does not apply).
+ * @registration:    the memory registration strategy this side uses
+ *                   ("pin-all", "chunked", "odp"; empty: none)
+ * @registration_ns: time spent registering and releasing memory so far
+ * @registered_bytes: bytes registered now
+ * @device:          the device used ("rxe0"), empty if none
+ */
+struct ferry_dp_info {
+	char registration[16];
+	uint64_t registration_ns;
+	uint64_t registered_bytes;
+	char device[64];
 };
 
 /**
@@ -220,6 +272,18 @@ struct ferry_dp_source_attr {
  *
  * @lane_stats: copy @lane's counters (zeros for a lane not up yet).
  *   Thread: any thread, between create() and close().
+ *
+ * @info: may be NULL. Fill @out (zeroed by the caller) with what the
+ *   transport reports about itself. Thread: any, between create() and close().
+ *
+ * @unplaced: may be NULL (then a failed lane fails the migration). After
+ *   send() or flush() of @lane failed, the runs of the lane not known to be
+ *   placed in destination RAM (sent since the lane's last successful flush
+ *   and not proven placed, and the part of the failed call not sent), whole
+ *   pages; the engine sends them again over another data path (RDMA: a
+ *   queue-pair error moves the migration to TCP lanes). Fills up to @cap
+ *   runs of @out and returns how many there are (which may exceed @cap), or
+ *   an error. Thread: worker thread @lane.
  */
 struct ferry_dp_source_ops {
 	const char *name;
@@ -230,6 +294,8 @@ struct ferry_dp_source_ops {
 	void (*abort)(void *ctx);
 	void (*close)(void *ctx, bool graceful);
 	void (*lane_stats)(void *ctx, uint32_t lane, struct ferry_dp_lane_stats *out);
+	void (*info)(void *ctx, struct ferry_dp_info *out);
+	long (*unplaced)(void *ctx, uint32_t lane, struct ferry_dp_run *out, size_t cap);
 };
 
 /**
@@ -253,6 +319,12 @@ struct ferry_dp_source_ops {
  *              FERRY_EPEERABORT once it returns true: the engine's main
  *              stream says the source hung up, so no lane will come
  * @peer_opaque: passed to @peer_gone
+ * @tls:        the main stream runs TLS with these (server) credentials: a
+ *              lane must complete a TLS handshake with them before its
+ *              first byte is believed; NULL: no TLS
+ * @auth, @auth_key: as in struct ferry_dp_source_attr: a lane that cannot
+ *              prove it holds the key is refused
+ * @registration: as in struct ferry_dp_source_attr, for this side's memory
  */
 struct ferry_dp_dest_attr {
 	const char *uri;
@@ -265,6 +337,10 @@ struct ferry_dp_dest_attr {
 	int timeout_ms;
 	bool (*peer_gone)(void *peer_opaque);
 	void *peer_opaque;
+	const struct ferry_tls_creds *tls;
+	bool auth;
+	uint8_t auth_key[FERRY_DP_AUTH_KEY_LEN];
+	const char *registration;
 };
 
 /**
@@ -293,6 +369,16 @@ struct ferry_dp_dest_attr {
  * @close: free everything. Thread: the migration thread, once no worker
  *   uses a lane.
  * @lane_stats: as the source's.
+ * @info: as the source's (may be NULL).
+ *
+ * @listen: may be NULL (then accept() does everything). Get ready to take
+ *   lanes in the background and return without waiting for them: the engine
+ *   calls it when the source offered this data path (FERRY_DP_NEGO_F_CHOICE)
+ *   and reads on while the source tries to connect; accept() follows if the
+ *   source then names this data path, close() if it fell back to another.
+ *   Thread: the migration thread; may block while it prepares (an RDMA
+ *   destination registers its memory here). Returns 0 or an error (the
+ *   source will not manage to connect and will fall back, or fail).
  */
 struct ferry_dp_dest_ops {
 	const char *name;
@@ -302,6 +388,8 @@ struct ferry_dp_dest_ops {
 	void (*abort)(void *ctx);
 	void (*close)(void *ctx);
 	void (*lane_stats)(void *ctx, uint32_t lane, struct ferry_dp_lane_stats *out);
+	void (*info)(void *ctx, struct ferry_dp_info *out);
+	int (*listen)(void *ctx);
 };
 
 #ifdef __cplusplus

@@ -72,6 +72,10 @@ int ferry_engine_create(struct ferry_engine **out)
 	/* The data path's negotiation: sent only when a migration uses one. */
 	ret = ferry_devices_add(eng->devs, eng_dp_nego_vmsd.name, 0, &eng_dp_nego_vmsd,
 				&eng->dp.nego);
+	/* ... and, after an offer (rdma), the data path actually used. */
+	if (!ret)
+		ret = ferry_devices_add(eng->devs, eng_dp_use_vmsd.name, 0, &eng_dp_use_vmsd,
+					&eng->dp.use);
 	if (ret < 0)
 		goto err;
 	*out = eng;
@@ -89,6 +93,8 @@ void ferry_engine_destroy(struct ferry_engine *eng)
 	ferry_engine_wait(eng);
 	eng_ram_release(eng);
 	eng_dp_fini(eng);
+	eng_tls_clear(eng);
+	ferry_tls_creds_destroy(eng->tls);
 	free(eng->blocks);
 	ferry_devices_destroy(eng->devs);
 	pthread_cond_destroy(&eng->dp.cond);
@@ -173,6 +179,16 @@ int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params 
 	if (p->throttle_initial < 0 || p->throttle_initial > 99 || p->throttle_increment < 0 ||
 	    p->throttle_max < 0 || p->throttle_max > 99 || p->channels > FERRY_MAX_CHANNELS)
 		return -EINVAL;
+	if (p->rdma_registration && p->rdma_registration[0] &&
+	    strcmp(p->rdma_registration, "auto") != 0 &&
+	    strcmp(p->rdma_registration, "pin-all") != 0 &&
+	    strcmp(p->rdma_registration, "chunked") != 0 &&
+	    strcmp(p->rdma_registration, "odp") != 0) {
+		eng_log(FERRY_LOG_ERROR,
+			"rdma_registration '%s': not auto, pin-all, chunked or odp",
+			p->rdma_registration);
+		return -EINVAL;
+	}
 	/* Data channels need the NUMA topology: read it now rather than in setup, and
 	 * refuse a described one that does not load. */
 	if (p->channels || (p->numa_topology && p->numa_topology[0])) {
@@ -189,6 +205,91 @@ int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params 
 	}
 	eng->params = *p;
 	return 0;
+}
+
+void eng_tls_clear(struct ferry_engine *eng)
+{
+	struct ferry_tls_attr *a = &eng->tls_attr;
+
+	free((char *)a->x509_dir);
+	free((char *)a->psk_file);
+	free((char *)a->psk_identity);
+	free((char *)a->hostname);
+	memset(a, 0, sizeof(*a));
+	eng->tls_on = false;
+}
+
+static int dup_opt(const char *src, const char **dst)
+{
+	*dst = NULL;
+	if (!src)
+		return 0;
+	*dst = strdup(src);
+	return *dst ? 0 : -ENOMEM;
+}
+
+int ferry_engine_set_tls(struct ferry_engine *eng, const struct ferry_tls_attr *attr)
+{
+	struct ferry_tls_attr *a = &eng->tls_attr;
+
+	if (busy(eng))
+		return FERRY_ESTATE;
+	eng_tls_clear(eng);
+	if (!attr)
+		return 0;
+	if (!attr->x509_dir == !attr->psk_file) {
+		eng_log(FERRY_LOG_ERROR, "TLS: give either an x509 directory or a PSK file");
+		return -EINVAL;
+	}
+	if (dup_opt(attr->x509_dir, &a->x509_dir) < 0 ||
+	    dup_opt(attr->psk_file, &a->psk_file) < 0 ||
+	    dup_opt(attr->psk_identity, &a->psk_identity) < 0 ||
+	    dup_opt(attr->hostname, &a->hostname) < 0) {
+		eng_tls_clear(eng);
+		return -ENOMEM;
+	}
+	a->verify_peer = attr->verify_peer;
+	eng->tls_on = true;
+	return 0;
+}
+
+/*
+ * Before a migration starts: load the credentials for this side's role and
+ * refuse what TLS cannot do. Embedder's thread.
+ */
+static int tls_prepare(struct ferry_engine *eng, const char *text, bool source)
+{
+	struct ferry_uri *uri;
+	int ret;
+
+	ferry_tls_creds_destroy(eng->tls);
+	eng->tls = NULL;
+	if (!eng->tls_on)
+		return 0;
+	uri = malloc(sizeof(*uri));
+	if (!uri)
+		return -ENOMEM;
+	ret = ferry_uri_parse(text, uri);
+	if (ret == 0 && uri->scheme != FERRY_URI_TCP && uri->scheme != FERRY_URI_UNIX &&
+	    uri->scheme != FERRY_URI_RDMA) {
+		eng_log(FERRY_LOG_ERROR, "TLS needs a tcp: or unix: URI, not %s:",
+			ferry_uri_scheme_name(uri->scheme));
+		ret = FERRY_EBADURI;
+	}
+	free(uri);
+	if (ret < 0)
+		return ret;
+	if (source && eng->params.zerocopy) {
+		eng_log(FERRY_LOG_ERROR, "TLS: MSG_ZEROCOPY cannot be used with TLS (pages are "
+					 "encrypted into records, never sent in place)");
+		return -EINVAL;
+	}
+	ret = ferry_tls_creds_create(source ? FERRY_TLS_CLIENT : FERRY_TLS_SERVER, &eng->tls_attr,
+				     &eng->tls);
+	if (ret < 0)
+		eng_log(FERRY_LOG_ERROR, "TLS: cannot load the credentials: %s",
+			ferry_strerror(ret));
+	return ret;
 }
 
 int ferry_engine_set_event_cb(struct ferry_engine *eng, ferry_event_fn fn, void *opaque)
@@ -260,6 +361,10 @@ static void snapshot(struct ferry_engine *eng, struct ferry_stats *out)
 	if (eng->running && eng->t_start_ns)
 		out->total_ms = (now - eng->t_start_ns) / 1000000;
 	pthread_mutex_unlock(&eng->lock);
+	/* Pages in a TLS main stream were copied into (out of) its records;
+	 * data lanes count their own copies. */
+	if (out->tls[0] && !out->channels)
+		out->memcpy_bytes += out->normal_bytes;
 }
 
 void eng_emit(struct ferry_engine *eng, enum ferry_event_type type)
@@ -408,6 +513,9 @@ static int start(struct ferry_engine *eng, const char *uri, ferry_done_fn done, 
 		pthread_join(eng->thread, NULL);
 		eng->thread_started = false;
 	}
+	ret = tls_prepare(eng, uri, source);
+	if (ret < 0)
+		return ret;
 	apply_defaults(&eng->params);
 	memset(&eng->stats, 0, sizeof(eng->stats));
 	/* The last migration's worker statistics give way to this one's. */

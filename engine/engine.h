@@ -32,6 +32,7 @@
 
 #include <ferry/dirty.h>
 #include <ferry/savevm.h>
+#include <ferry/tls.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -111,14 +112,16 @@ struct ferry_vcpu_ops {
  *                       (default 0 = no limit)
  * @channels:            source: move the pages over this many data
  *                       connections beside the main stream, one worker
- *                       thread each (tcp: and unix: URIs; rdma: later QPs);
- *                       0 = pages in the main stream. At most
+ *                       thread each: TCP connections for tcp: and unix:
+ *                       URIs, RDMA queue pairs for rdma: URIs; 0 = pages
+ *                       in the main stream (rdma: then uses 1). At most
  *                       FERRY_MAX_CHANNELS. The destination follows
  *                       what the source announces. docs/data-path.md
  * @zerocopy:            source, with @channels: send pages with
  *                       MSG_ZEROCOPY (and wait for its completions at each
  *                       round's end); falls back to copying sends per
- *                       connection where the kernel refuses it
+ *                       connection where the kernel refuses it; refused
+ *                       with TLS (ferry_engine_set_tls())
  * @numa_topology:       where the data-path workers are placed: NULL for
  *                       this machine (workers bound to the CPUs of the node
  *                       that holds their RAM), or a described topology for
@@ -126,6 +129,16 @@ struct ferry_vcpu_ops {
  *                       or "xml:<path of an hwloc XML export>" (placement is
  *                       computed and reported, threads are not bound). Not
  *                       copied: must stay valid while a migration runs
+ * @rdma_registration:   rdma: how this side registers its guest RAM with the
+ *                       device: "auto" (NULL, the default: ODP where the
+ *                       device has it, else pin-all if RLIMIT_MEMLOCK
+ *                       allows, else chunked), "pin-all", "chunked" or
+ *                       "odp". Each side sets its own; what was used and
+ *                       the time it took are in ferry_stats. Not copied
+ * @no_fallback:         source, rdma: fail the migration when the RDMA data
+ *                       path cannot be set up, instead of moving the pages
+ *                       over TCP lanes to the same host (the default, with
+ *                       a warning saying why). docs/rdma.md
  */
 struct ferry_params {
 	uint64_t downtime_limit_ms;
@@ -141,6 +154,8 @@ struct ferry_params {
 	uint32_t channels;
 	bool zerocopy;
 	const char *numa_topology;
+	const char *rdma_registration;
+	bool no_fallback;
 };
 
 /**
@@ -164,14 +179,26 @@ struct ferry_stats {
 	uint64_t normal_pages; /* pages sent in full */
 	uint64_t zero_pages;   /* pages sent as ZERO records (or zero runs on a data path) */
 	uint64_t normal_bytes; /* page data bytes of the normal pages */
-	uint64_t memcpy_bytes; /* page bytes copied in user space (0 on zero-copy paths) */
-	int throttle_pct;      /* current auto-converge throttle */
-	uint64_t cpu_ms;       /* CPU time of the migration thread and the data-path workers (kernel
-				* copies included) */
+	uint64_t
+	    memcpy_bytes; /* page bytes copied in user space (0 on zero-copy paths; TLS: see tls) */
+	int throttle_pct; /* current auto-converge throttle */
+	uint64_t cpu_ms;  /* CPU time of the migration thread and the data-path workers (kernel
+			   * copies included) */
 	uint64_t downtime_limit_ms;
-	char transport[32]; /* "tcp", "unix", "file", "exec", "fd", "tcp-multi", "rdma" */
-	uint32_t channels;  /* data-path lanes (workers); 0 = pages in the main stream */
-	uint64_t syscalls;  /* system calls the data path made for page data, all lanes */
+	char transport[32];	   /* "tcp", "unix", "file", "exec", "fd", "tcp-multi", "rdma": the
+				    * data path actually used (tcp-multi after an RDMA fallback) */
+	uint32_t channels;	   /* data-path lanes (workers); 0 = pages in the main stream */
+	uint64_t syscalls;	   /* system calls the data path made for page data, all lanes */
+	char registration[16];	   /* this side's memory registration (rdma): "pin-all",
+				    * "chunked", "odp"; empty when nothing is registered */
+	uint64_t registration_us;  /* time this side spent registering and releasing it */
+	char fallback_reason[160]; /* why the data path asked for (rdma) was not used;
+				    * empty when it was */
+	/* "" without TLS; else the main stream's protocol, cipher and credential
+	 * kind ("TLS1.3 AES-256-GCM x509"); data lanes use the same. With TLS,
+	 * memcpy_bytes counts every page byte once more: encrypting into (or
+	 * decrypting out of) a TLS record is a copy. */
+	char tls[48];
 };
 
 /**
@@ -277,12 +304,38 @@ int ferry_engine_set_vcpu_ops(struct ferry_engine *eng, const struct ferry_vcpu_
  */
 int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params *p);
 
+/**
+ * ferry_engine_set_tls() - run the migration inside TLS (<ferry/tls.h>): the
+ * main stream and every data connection. The source is the TLS client, the
+ * destination the TLS server.
+ * @attr: x509 directory or PSK file, host name, verify-peer; the strings
+ *        are copied. NULL turns TLS off again.
+ *
+ * The credential files are loaded when a migration starts (ferry_migrate()
+ * as client, ferry_incoming() as server), which then fails at once, before
+ * any connection, on a missing or broken file (-ENOENT, -EACCES, -EINVAL).
+ * Needs a tcp: or unix: URI (rdma: too: its main stream is tcp); file:,
+ * exec: and fd: are refused (FERRY_EBADURI). ferry_params.zerocopy is
+ * refused with TLS (-EINVAL at start): pages are encrypted, not sent in
+ * place. A peer that fails the checks (certificate, host name, PSK key) or
+ * does not speak TLS fails the migration with FERRY_EAUTH or FERRY_ETLS
+ * and a message in ferry_stats.error_msg; the source guest keeps running.
+ *
+ * Thread context: the embedder's thread, not during a migration.
+ * Returns 0, FERRY_ESTATE (a migration is running), -EINVAL (neither or
+ * both of x509_dir and psk_file), or -ENOMEM.
+ */
+int ferry_engine_set_tls(struct ferry_engine *eng, const struct ferry_tls_attr *attr);
+
 /** ferry_engine_set_event_cb() - progress events; NULL to stop them. */
 int ferry_engine_set_event_cb(struct ferry_engine *eng, ferry_event_fn fn, void *opaque);
 
 /**
  * ferry_migrate() - start migrating this guest to @uri, asynchronously.
- * @uri: tcp:host:port, unix:path, fd:N, file:path, exec:command.
+ * @uri: tcp:host:port, unix:path, fd:N, file:path, exec:command, or
+ *       rdma:host:port (main stream over TCP to host:port, pages by RDMA
+ *       WRITE to the rdma_cm port port + 1, TCP lanes as the fallback;
+ *       docs/rdma.md).
  * @done: called once when the migration ends (may be NULL).
  *
  * Returns 0 when the migration thread started (@done will be called), or a
@@ -294,7 +347,10 @@ int ferry_migrate(struct ferry_engine *eng, const char *uri, ferry_done_fn done,
 /**
  * ferry_incoming() - accept a migration from @uri into this engine's RAM and
  * devices, asynchronously. For tcp/unix it listens (ferry_engine_listen_port()
- * gives the port bound for tcp:host:0); file: and exec: read a stream.
+ * gives the port bound for tcp:host:0); rdma:host:port listens for TCP on
+ * port and, once the source offers RDMA, for rdma_cm on port + 1 (RAM is
+ * registered then, as params.rdma_registration says); file: and exec: read a
+ * stream.
  * Same return convention as ferry_migrate(). On COMPLETED the embedder
  * resumes its vCPUs; on FAILED the guest must not run.
  */

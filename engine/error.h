@@ -38,7 +38,8 @@ extern "C" {
 	X(-4110, BADURI, "malformed migration URI")                                                \
 	X(-4111, STATE, "operation not valid in the current state")                                \
 	X(-4112, HOOK, "a device hook failed")                                                     \
-	X(-4113, AUTH, "peer failed authentication")
+	X(-4113, AUTH, "peer failed authentication")                                               \
+	X(-4114, TLS, "TLS handshake or record failure")
 
 /* All ferry codes lie at or below this value; anything above is -errno. */
 #define FERRY_ERR_BASE (-4096)

@@ -14,6 +14,7 @@
 #include <ferry/error.h>
 #include <ferry/savevm.h>
 #include <ferry/stream.h>
+#include <ferry/tls.h>
 #include <ferry_log_internal.h>
 
 #include "bitmap.h"
@@ -86,6 +87,15 @@ struct eng_dp_nego {
 	uint8_t id[FERRY_DP_ID_LEN];	      /* the migration id lanes present */
 };
 
+/*
+ * After an offer (FERRY_DP_NEGO_F_CHOICE): the "ferry-datapath-use" early-setup
+ * FULL section, the data path the source actually uses.
+ */
+struct eng_dp_use {
+	uint8_t transport[FERRY_DP_NAME_MAX]; /* data path name, NUL padded */
+	uint32_t flags;			      /* reserved, 0 */
+};
+
 /* A chunk of guest RAM a source worker owns (placement.h). */
 struct eng_chunk_ref {
 	uint32_t block; /* dp block index */
@@ -123,6 +133,28 @@ struct eng_dp {
 	uint32_t *to_eng; /* dp block index -> engine block index */
 	uint32_t lanes;
 	struct eng_dp_nego nego;
+	struct eng_dp_use use;
+	/* source, after an offer: what to use if the offered data path cannot be set up */
+	const struct ferry_dp_source_ops *fallback_sops;
+	char *fallback_uri;
+	bool connected; /* source: the lanes are up (the offer was taken) */
+	/* destination, after an offer: the offered data path could not listen here */
+	int offer_err;
+	/*
+	 * Moving to TCP lanes mid-migration (the offered data path failed after it
+	 * was taken). Source: workers whose lane failed put the pages not known to
+	 * be placed back into to_send, count themselves in @failed and wait for
+	 * @switch_gen to change; the migration thread switches once every lane is
+	 * finished or failed. Destination: a receiver whose lane fails stops
+	 * (@lanes_down) without failing the migration; the HOOK record on the main
+	 * stream says the source switched. Under @lock.
+	 */
+	uint32_t failed;
+	int fail_err;
+	uint64_t switch_gen;
+	uint32_t lanes_down;
+	bool keep_listener; /* destination: the listener stays open for a switch */
+	uint64_t wire_base; /* wire bytes of the data path closed by a switch */
 	struct eng_placement place;
 	struct eng_worker *workers;
 	pthread_mutex_t lock;
@@ -157,6 +189,12 @@ struct ferry_engine {
 	struct ferry_vcpu_ops vcpu;
 	bool has_vcpu;
 	struct ferry_params params;
+	/* ferry_engine_set_tls(): the settings (strings owned), and the
+	 * credentials loaded for the migration in progress (role by side) */
+	bool tls_on;
+	struct ferry_tls_attr tls_attr;
+	struct ferry_tls_creds *tls;
+	char tls_host[256]; /* source: the name the destination's certificate must carry */
 	ferry_event_fn ev_fn;
 	void *ev_opaque;
 	ferry_done_fn done_fn;
@@ -200,6 +238,8 @@ void eng_stats_add(struct ferry_engine *eng, uint64_t *field, uint64_t v);
 int eng_watchdog_start(struct ferry_engine *eng);
 void eng_watchdog_stop(struct ferry_engine *eng);
 void eng_conn_shutdown(struct ferry_engine *eng);
+/* Forget the ferry_engine_set_tls() settings. */
+void eng_tls_clear(struct ferry_engine *eng);
 void eng_finish(struct ferry_engine *eng, enum ferry_status final);
 
 /* converge.c: pure arithmetic of convergence */
@@ -218,6 +258,7 @@ bool eng_page_is_zero(const uint8_t *p);
 
 /* datapath.c: choosing, negotiating, starting and stopping the data path */
 extern const struct ferry_vmsd eng_dp_nego_vmsd;
+extern const struct ferry_vmsd eng_dp_use_vmsd;
 int eng_dp_prepare_source(struct ferry_engine *eng);
 int eng_dp_connect(struct ferry_engine *eng);
 int eng_dp_accept(struct ferry_engine *eng);
@@ -233,6 +274,9 @@ int eng_dp_topology(struct ferry_engine *eng, char *err, size_t errlen);
 int eng_workers_start(struct ferry_engine *eng);
 void eng_workers_stop(struct ferry_engine *eng);
 int eng_dp_round(struct ferry_engine *eng, uint64_t wait_ns);
+int eng_dp_switch(struct ferry_engine *eng, struct ferry_writer *w);
+int eng_dp_switch_dest(struct ferry_engine *eng);
+bool eng_dp_can_switch(struct ferry_engine *eng, int err);
 int eng_dp_wait_flush(struct ferry_engine *eng);
 void eng_workers_snapshot(struct ferry_engine *eng, struct ferry_worker_stats *out, uint32_t n);
 

@@ -236,9 +236,19 @@ static int run_source(struct ferry_engine *eng, bool *log_started)
 	if (!ret)
 		ret = eng_ram_prepare_source(eng);
 	/* Data channels: placed and negotiated in setup, connected right after. */
-	if (!ret && eng->params.channels)
+	if (!ret && (eng->params.channels || strncmp(eng->uri, "rdma:", 5) == 0))
 		ret = eng_dp_prepare_source(eng);
-	/* Start tracking before the bulk round reads the first page. */
+	if (!ret)
+		ret = ferry_save_setup(w, eng->devs);
+	if (!ret)
+		ret = ferry_writer_flush(w);
+	if (!ret && eng->dp.active)
+		ret = eng_dp_connect(eng);
+	/*
+	 * Start tracking before the bulk round reads the first page, and after the
+	 * data path registered guest RAM with an RDMA device: a userfaultfd
+	 * write-protected page cannot be pinned for it (Linux < 6.2 pins for write).
+	 */
 	if (!ret && eng->dirty) {
 		ret = ferry_dirty_log_start(eng->dirty);
 		if (ret < 0)
@@ -246,12 +256,6 @@ static int run_source(struct ferry_engine *eng, bool *log_started)
 		else
 			*log_started = true;
 	}
-	if (!ret)
-		ret = ferry_save_setup(w, eng->devs);
-	if (!ret)
-		ret = ferry_writer_flush(w);
-	if (!ret && eng->dp.active)
-		ret = eng_dp_connect(eng);
 	if (ret < 0)
 		return ret;
 	pthread_mutex_lock(&eng->lock);

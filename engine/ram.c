@@ -239,6 +239,13 @@ static int dp_pages(struct ferry_engine *eng, struct ferry_writer *w, bool unbou
 {
 	int ret = eng_dp_round(eng, unbounded ? 0 : eng->ram.slice_ns);
 
+	/* Lanes failed: move to TCP lanes (a HOOK record tells the destination), go on. */
+	while (ret == 2) {
+		ret = eng_dp_switch(eng, w);
+		if (ret == 0)
+			ret = eng_dp_round(eng, unbounded ? 0 : eng->ram.slice_ns);
+	}
+
 	if (ret == 1) {
 		eng->ram.pending_pages = 0;
 		ferry_put_be64(w, RAM_FLAG_MULTIFD_FLUSH);
@@ -342,8 +349,10 @@ static int ram_load(struct ferry_reader *r, void *opaque, int version_id, enum f
 		ram->copied = 0;
 		eng_set_status(eng, FERRY_STATUS_ACTIVE);
 	} else {
-		/* Setup is over: a data path would have been negotiated by now. */
-		eng_conn_stop_listening(eng);
+		/* Setup is over: a data path would have been negotiated by now (one that
+		 * may move to TCP lanes mid-migration keeps the listener for them). */
+		if (!eng->dp.keep_listener)
+			eng_conn_stop_listening(eng);
 	}
 	for (;;) {
 		uint64_t word = ferry_get_be64(r);
@@ -366,6 +375,15 @@ static int ram_load(struct ferry_reader *r, void *opaque, int version_id, enum f
 								 "waiting for the data "
 								 "connections at a round's end");
 			}
+			continue;
+		}
+		if (kind == RAM_FLAG_HOOK) {
+			/* The source moved its data path to TCP lanes (datapath.c). */
+			int ret = eng_dp_switch_dest(eng);
+
+			if (ret < 0)
+				return ferry_reader_fail(r, ret,
+							 "moving the data path to TCP lanes");
 			continue;
 		}
 		if (kind == RAM_FLAG_MEM_SIZE) {

@@ -3,9 +3,9 @@
  * From a URI to the engine's connection: the main stream and, on sockets,
  * the return path. The engine only sees channels through <ferry/channel.h>.
  *
- * rdma:host:port: until the RDMA data path is built in, the engine falls back
- * to TCP to the same host and port and says so (the fallback the design asks
- * for when RDMA cannot be set up).
+ * rdma:host:port: the main stream goes over TCP to the same host and port;
+ * the pages go over RDMA queue pairs to the rdma_cm port PORT + 1, or over
+ * TCP lanes to HOST:PORT when RDMA cannot be set up (datapath.c).
  *
  * A tcp: or unix: destination keeps listening after the main stream arrived,
  * until the setup phase is over: the data connections of a multi-channel
@@ -17,10 +17,38 @@
 #include <sys/stat.h>
 
 #include <ferry/channel.h>
+#include <ferry/tls.h>
 
 #include "internal.h"
 
 #define CONNECT_TIMEOUT_MS 10000
+/* The longest a TLS handshake on the main stream may take. */
+#define TLS_HANDSHAKE_TIMEOUT_MS 10000
+
+/* Run the TLS handshake on the main stream when TLS is on. Migration thread. */
+static int conn_start_tls(struct ferry_engine *eng, struct ferry_channel *ch)
+{
+	int ret;
+
+	if (!eng->tls)
+		return 0;
+	ret = ferry_channel_start_tls(ch, eng->tls, eng->is_source ? eng->tls_host : NULL,
+				      TLS_HANDSHAKE_TIMEOUT_MS);
+	if (ret < 0) {
+		if (!eng_cancelled(eng))
+			eng_fail(eng, ret,
+				 "TLS with %s failed: %s (the log says why; "
+				 "is TLS set up alike at both ends?)",
+				 ferry_channel_peer_name(ch), ferry_strerror(ret));
+		return eng_cancelled(eng) ? FERRY_ECANCELED : ret;
+	}
+	pthread_mutex_lock(&eng->lock);
+	snprintf(eng->stats.tls, sizeof(eng->stats.tls), "%s", ferry_channel_tls_info(ch));
+	pthread_mutex_unlock(&eng->lock);
+	eng_log(FERRY_LOG_INFO, "%s: TLS up (%s)", ferry_channel_peer_name(ch),
+		ferry_channel_tls_info(ch));
+	return 0;
+}
 
 static int parse(struct ferry_engine *eng, const char *text, struct ferry_uri *uri)
 {
@@ -31,8 +59,7 @@ static int parse(struct ferry_engine *eng, const char *text, struct ferry_uri *u
 		return ret;
 	}
 	if (uri->scheme == FERRY_URI_RDMA) {
-		eng_log(FERRY_LOG_WARN,
-			"%s: this build has no RDMA data path; falling back to tcp:%s:%u", text,
+		eng_log(FERRY_LOG_DEBUG, "%s: main stream over tcp:%s:%u, pages over RDMA", text,
 			uri->host, uri->port);
 		uri->scheme = FERRY_URI_TCP;
 	}
@@ -70,6 +97,8 @@ int eng_conn_connect(struct ferry_engine *eng, const char *text)
 	if (ret < 0)
 		return ret;
 	classify(eng, &uri, fd_is_socket(&uri));
+	snprintf(eng->tls_host, sizeof(eng->tls_host), "%s",
+		 eng->tls_attr.hostname ? eng->tls_attr.hostname : uri.host);
 	ret = ferry_channel_connect(&uri, CONNECT_TIMEOUT_MS, &ch);
 	if (ret < 0) {
 		eng_fail(eng, ret, "cannot connect to %s: %s", text, ferry_strerror(ret));
@@ -81,6 +110,9 @@ int eng_conn_connect(struct ferry_engine *eng, const char *text)
 	/* Cancel may have come while connecting: the watchdog found no channel then. */
 	if (eng_cancelled(eng))
 		return FERRY_ECANCELED;
+	ret = conn_start_tls(eng, ch);
+	if (ret < 0)
+		return ret;
 	ret = ferry_channel_writer(ch, &c->w);
 	if (!ret && c->has_return_path)
 		ret = ferry_channel_reader(ch, &c->r);
@@ -135,6 +167,9 @@ int eng_conn_accept(struct ferry_engine *eng)
 		pthread_mutex_unlock(&eng->conn_lock);
 		if (eng_cancelled(eng))
 			return FERRY_ECANCELED;
+		ret = conn_start_tls(eng, ch);
+		if (ret < 0)
+			return ret;
 	}
 	ret = ferry_channel_reader(c->ch, &c->r);
 	if (!ret && c->has_return_path)

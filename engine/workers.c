@@ -20,6 +20,7 @@
  */
 #include <errno.h>
 #include <inttypes.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -153,6 +154,43 @@ static int send_share(struct eng_worker *wk, uint64_t round)
 	return dp->sops->flush(dp->ctx, wk->index, round);
 }
 
+/*
+ * The lane failed and the data path can be switched: put the pages not known
+ * to be placed back into to_send (the worker owns their bitmap words), so
+ * that the round's share, sent again, carries them. Worker thread.
+ */
+static int requeue_unplaced(struct eng_worker *wk)
+{
+	struct ferry_engine *eng = wk->eng;
+	struct eng_dp *dp = &eng->dp;
+	struct ferry_dp_run *runs;
+	long n = dp->sops->unplaced(dp->ctx, wk->index, NULL, 0), pages = 0;
+
+	if (n <= 0)
+		return (int)n;
+	runs = calloc((size_t)n, sizeof(*runs));
+	if (!runs)
+		return -ENOMEM;
+	n = dp->sops->unplaced(dp->ctx, wk->index, runs, (size_t)n);
+	for (long i = 0; i < n; i++) {
+		struct eng_block *b;
+
+		if (runs[i].block >= dp->nblocks)
+			continue;
+		b = &eng->blocks[dp->to_eng[runs[i].block]];
+		if (runs[i].first >= b->npages)
+			continue;
+		if (runs[i].npages > b->npages - runs[i].first)
+			runs[i].npages = b->npages - runs[i].first;
+		eng_bitmap_set_range(b->to_send, runs[i].first, runs[i].npages);
+		pages += (long)runs[i].npages;
+	}
+	free(runs);
+	eng_log(FERRY_LOG_INFO, "worker %u: %ld pages not known to be placed will go again",
+		wk->index, pages);
+	return 0;
+}
+
 static void *source_worker(void *arg)
 {
 	struct eng_worker *wk = arg;
@@ -176,6 +214,26 @@ static void *source_worker(void *arg)
 
 		ret = send_share(wk, round);
 		atomic_store_explicit(&wk->cpu_ns, thread_cpu_ns(), memory_order_relaxed);
+		if (ret < 0 && eng_dp_can_switch(wk->eng, ret)) {
+			int err = ret;
+			uint64_t gen;
+
+			ret = requeue_unplaced(wk);
+			if (ret == 0) {
+				/* Wait until the migration thread moved the lanes, then go again.
+				 */
+				pthread_mutex_lock(&dp->lock);
+				gen = dp->switch_gen;
+				dp->failed++;
+				if (!dp->fail_err)
+					dp->fail_err = err;
+				pthread_cond_broadcast(&dp->cond);
+				while (!dp->quit && dp->switch_gen == gen)
+					pthread_cond_wait(&dp->cond, &dp->lock);
+				pthread_mutex_unlock(&dp->lock);
+				continue;
+			}
+		}
 
 		pthread_mutex_lock(&dp->lock);
 		if (ret < 0 && !dp->err)
@@ -211,6 +269,11 @@ int eng_dp_round(struct ferry_engine *eng, uint64_t wait_ns)
 	while (dp->finished < dp->lanes && !dp->err) {
 		uint64_t p;
 
+		/* Every lane finished or failed and waits for other lanes: switch. */
+		if (dp->failed && dp->finished + dp->failed >= dp->lanes) {
+			pthread_mutex_unlock(&dp->lock);
+			return 2;
+		}
 		if (eng_cancelled(eng)) {
 			ret = FERRY_ECANCELED;
 			break;
@@ -270,6 +333,18 @@ static void *dest_worker(void *arg)
 		}
 		pthread_mutex_lock(&dp->lock);
 		expected = dp->quit;
+		if (ret < 0 && !expected && dp->keep_listener && ret != -ECANCELED &&
+		    ret != FERRY_ECANCELED) {
+			/* The source may move to TCP lanes (a HOOK record says so): wait for it. */
+			dp->lanes_down++;
+			pthread_cond_broadcast(&dp->cond);
+			pthread_mutex_unlock(&dp->lock);
+			eng_log(FERRY_LOG_WARN,
+				"data connection %u failed: %s; waiting for the source to move to "
+				"TCP lanes",
+				wk->index, ferry_strerror(ret));
+			break;
+		}
 		if (ret == 0)
 			dp->lane_ended[wk->index] = true;
 		else if (!expected && !dp->err)
@@ -311,6 +386,11 @@ int eng_dp_wait_flush(struct ferry_engine *eng)
 			ret = FERRY_EBADSTREAM;
 			break;
 		}
+		/* A round's end while lanes are down, and no switch came before it. */
+		if (dp->lanes_down) {
+			ret = -ECONNRESET;
+			break;
+		}
 		if (eng_cancelled(eng)) {
 			ret = FERRY_ECANCELED;
 			break;
@@ -324,6 +404,9 @@ int eng_dp_wait_flush(struct ferry_engine *eng)
 	pthread_mutex_unlock(&dp->lock);
 	if (ret == FERRY_EBADSTREAM)
 		eng_fail(eng, ret, "a data connection ended before round %" PRIu64, k);
+	else if (ret == -ECONNRESET)
+		eng_fail(eng, ret, "%u data connections failed before round %" PRIu64,
+			 dp->lanes_down, k);
 	else if (ret == -ETIMEDOUT)
 		eng_fail(eng, ret, "the data connections did not reach round %" PRIu64 " in %llu s",
 			 k, SYNC_TIMEOUT_NS / 1000000000ull);

@@ -223,6 +223,12 @@ static int lane_attempt(struct rdm_lane *l, const struct sockaddr *dst, const st
 	req.lane = (uint16_t)l->index;
 	req.lanes = (uint16_t)src->n_lanes;
 	memcpy(req.id, src->attr.id, sizeof(req.id));
+	req.has_auth = src->attr.auth;
+	if (req.has_auth &&
+	    rdm_auth_tag(src->attr.auth_key, req.id, req.lane, req.lanes, req.auth) < 0) {
+		rdm_err("lane %u: cannot compute the authenticator", l->index);
+		return -EIO;
+	}
 	rdm_conn_req_to_wire(&req, pd);
 	memset(&param, 0, sizeof(param));
 	param.private_data = pd;
@@ -253,7 +259,7 @@ static int lane_attempt(struct rdm_lane *l, const struct sockaddr *dst, const st
 		if (ferry_reply) {
 			rdm_err("lane %u: the destination at %s refused the connection: %s",
 				l->index, peer, rdm_reject_name(rej));
-			return -ECONNREFUSED;
+			return rej == RDM_REJ_AUTH ? FERRY_EAUTH : -ECONNREFUSED;
 		}
 		/* No ferry reply: nothing listens on that port (yet). */
 		rdm_dbg("lane %u: %s rejected the connection (status %d): not listening?", l->index,
@@ -406,8 +412,15 @@ struct rdma_cm_id *rdm_dest_on_connect(struct ferry_rdma_dest *dst, struct rdma_
 					ev->param.conn.private_data_len, &req);
 	if (reason)
 		return reject(id, (uint16_t)reason, peer);
-	if (memcmp(req.id, dst->attr.id, sizeof(req.id)))
+	/* Constant time: how much of a guess was right must not show. */
+	if (!rdm_ct_equal(req.id, dst->attr.id, sizeof(req.id)))
 		return reject(id, RDM_REJ_ID, peer);
+	/* The id travels in the clear; the tag proves the peer holds the TLS
+	 * session's secret. Checked before anything is set up for the lane. */
+	if (dst->attr.auth && !rdm_auth_check(dst->attr.auth_key, &req))
+		return reject(id, RDM_REJ_AUTH, peer);
+	if (dst->attr.auth)
+		rdm_dbg("lane %u from %s: authenticator verified", req.lane, peer);
 	if (req.lanes != dst->n_lanes)
 		return reject(id, RDM_REJ_LANES, peer);
 	if (req.lane >= dst->n_lanes)

@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gnutls/crypto.h>
+#include <gnutls/gnutls.h>
+
 #include "internal.h"
 
 struct rdm_wire_hdr {
@@ -95,9 +98,10 @@ struct rdm_wire_conn_req {
 	uint16_t version;
 	uint16_t lane;
 	uint16_t lanes;
-	uint16_t flags;
+	uint16_t flags; /* RDM_REQ_F_AUTH: @auth holds a tag */
 	uint32_t reserved;
 	uint8_t id[FERRY_RDMA_ID_LEN];
+	uint8_t auth[FERRY_RDMA_AUTH_TAG_LEN]; /* zeros without RDM_REQ_F_AUTH */
 };
 static_assert(sizeof(struct rdm_wire_conn_req) == RDM_CONN_REQ_LEN, "conn request");
 static_assert(RDM_CONN_REQ_LEN <= 56, "fits the private data of an RC connect");
@@ -147,6 +151,8 @@ const char *rdm_reject_name(uint16_t reason)
 		return "the destination could not set the lane up";
 	case RDM_REJ_FAILED:
 		return "the destination has failed";
+	case RDM_REJ_AUTH:
+		return "the lane's authenticator is missing or does not verify";
 	}
 	return "unknown reason";
 }
@@ -414,9 +420,12 @@ void rdm_conn_req_to_wire(const struct rdm_conn_req *r, void *buf)
 	    .version = htobe16(r->version),
 	    .lane = htobe16(r->lane),
 	    .lanes = htobe16(r->lanes),
+	    .flags = htobe16(r->has_auth ? RDM_REQ_F_AUTH : 0),
 	};
 
 	memcpy(w.id, r->id, sizeof(w.id));
+	if (r->has_auth)
+		memcpy(w.auth, r->auth, sizeof(w.auth));
 	memcpy(buf, &w, sizeof(w));
 }
 
@@ -437,7 +446,55 @@ int rdm_conn_req_from_wire(const void *buf, uint8_t len, struct rdm_conn_req *r)
 	memcpy(r->id, w.id, sizeof(r->id));
 	if (r->version != RDM_VERSION)
 		return RDM_REJ_VERSION;
+	/* Unknown flags or reserved bits: a peer of another protocol. */
+	if ((be16toh(w.flags) & ~RDM_REQ_F_AUTH) || w.reserved)
+		return RDM_REJ_VERSION;
+	r->has_auth = be16toh(w.flags) & RDM_REQ_F_AUTH;
+	if (r->has_auth)
+		memcpy(r->auth, w.auth, sizeof(r->auth));
 	return 0;
+}
+
+bool rdm_ct_equal(const void *a, const void *b, size_t n)
+{
+	const volatile uint8_t *x = a, *y = b;
+	uint8_t diff = 0;
+
+	for (size_t i = 0; i < n; i++)
+		diff |= (uint8_t)(x[i] ^ y[i]);
+	return diff == 0;
+}
+
+int rdm_auth_tag(const uint8_t key[FERRY_RDMA_AUTH_KEY_LEN], const uint8_t id[FERRY_RDMA_ID_LEN],
+		 uint16_t lane, uint16_t lanes, uint8_t tag[FERRY_RDMA_AUTH_TAG_LEN])
+{
+	/* A domain label, then the fields in wire order: the tag binds all of them. */
+	static const char label[15] = "ferry-rdma-lane";
+	uint8_t msg[sizeof(label) + FERRY_RDMA_ID_LEN + 4], mac[32];
+	uint16_t be_lane = htobe16(lane), be_lanes = htobe16(lanes);
+
+	memcpy(msg, label, sizeof(label));
+	memcpy(msg + sizeof(label), id, FERRY_RDMA_ID_LEN);
+	memcpy(msg + sizeof(label) + FERRY_RDMA_ID_LEN, &be_lane, 2);
+	memcpy(msg + sizeof(label) + FERRY_RDMA_ID_LEN + 2, &be_lanes, 2);
+	if (gnutls_hmac_fast(GNUTLS_MAC_SHA256, key, FERRY_RDMA_AUTH_KEY_LEN, msg, sizeof(msg),
+			     mac) < 0)
+		return -EIO;
+	memcpy(tag, mac, FERRY_RDMA_AUTH_TAG_LEN);
+	gnutls_memset(mac, 0, sizeof(mac));
+	return 0;
+}
+
+bool rdm_auth_check(const uint8_t key[FERRY_RDMA_AUTH_KEY_LEN], const struct rdm_conn_req *req)
+{
+	uint8_t want[FERRY_RDMA_AUTH_TAG_LEN];
+	bool ok;
+
+	if (!req->has_auth || rdm_auth_tag(key, req->id, req->lane, req->lanes, want) < 0)
+		return false;
+	ok = rdm_ct_equal(want, req->auth, sizeof(want));
+	gnutls_memset(want, 0, sizeof(want));
+	return ok;
 }
 
 void rdm_conn_reply_to_wire(uint16_t status, uint32_t lanes, void *buf)

@@ -298,6 +298,7 @@ enum rdm_reject {
 	RDM_REJ_DEVICE = 6,
 	RDM_REJ_INTERNAL = 7,
 	RDM_REJ_FAILED = 8,
+	RDM_REJ_AUTH = 9, /* no authenticator, or one that does not verify */
 };
 const char *rdm_reject_name(uint16_t reason);
 
@@ -359,8 +360,19 @@ void rdm_table_entry_from_wire(const void *buf, uint32_t i, struct rdm_table_ent
 struct rdm_conn_req {
 	uint16_t version, lane, lanes;
 	uint8_t id[FERRY_RDMA_ID_LEN];
+	bool has_auth; /* @auth holds a tag (RDM_REQ_F_AUTH on the wire) */
+	uint8_t auth[FERRY_RDMA_AUTH_TAG_LEN];
 };
-#define RDM_CONN_REQ_LEN   32
+#define RDM_CONN_REQ_LEN 48
+/* Flags of the connect request. */
+#define RDM_REQ_F_AUTH 0x1u
+/* The authenticator of (id, lane, lanes) under @key. Returns 0 or -EIO. */
+int rdm_auth_tag(const uint8_t key[FERRY_RDMA_AUTH_KEY_LEN], const uint8_t id[FERRY_RDMA_ID_LEN],
+		 uint16_t lane, uint16_t lanes, uint8_t tag[FERRY_RDMA_AUTH_TAG_LEN]);
+/* Whether @req carries a tag that verifies under @key; constant time in the tag. */
+bool rdm_auth_check(const uint8_t key[FERRY_RDMA_AUTH_KEY_LEN], const struct rdm_conn_req *req);
+/* Compare @n bytes without an early exit. */
+bool rdm_ct_equal(const void *a, const void *b, size_t n);
 #define RDM_CONN_REPLY_LEN 16
 void rdm_conn_req_to_wire(const struct rdm_conn_req *r, void *buf);
 /* 0, or an RDM_REJ_* reason; hostile input. */

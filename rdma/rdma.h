@@ -67,6 +67,7 @@
 #define FERRY_RDMA_H
 
 #include <stddef.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
 
@@ -80,6 +81,17 @@ extern "C" {
 #define FERRY_RDMA_MAX_BLOCKS 4096
 /* Length of the per-migration id carried in the rdma_cm private data. */
 #define FERRY_RDMA_ID_LEN 16
+/*
+ * The lane authenticator's key: both sides derive it from the TLS session of
+ * the main stream, as ferry_channel_tls_export(main, FERRY_RDMA_AUTH_LABEL,
+ * id, FERRY_RDMA_ID_LEN, key, FERRY_RDMA_AUTH_KEY_LEN) (<ferry/tls.h>), so
+ * only the two ends of that session know it. Each lane's connect carries
+ * HMAC-SHA256(key, "ferry-rdma-lane" | id | lane | lanes), cut to
+ * FERRY_RDMA_AUTH_TAG_LEN bytes; docs/rdma.md has the layout.
+ */
+#define FERRY_RDMA_AUTH_KEY_LEN 32
+#define FERRY_RDMA_AUTH_TAG_LEN 16
+#define FERRY_RDMA_AUTH_LABEL	"EXPORTER-ferry-rdma-auth"
 /* Default chunk of the CHUNKED strategy (also its alignment within a block). */
 #define FERRY_RDMA_CHUNK_DEFAULT (1u << 20)
 #define FERRY_RDMA_MSG_MAX	 160
@@ -159,6 +171,10 @@ struct ferry_rdma_run {
  *   peer is noticed (default 16: about 0.27 s per try).
  * @retry_cnt: transport retries, 0..6 (default 6). 7 means "forever" to
  *   rxe and is refused.
+ * @auth: put an authenticator keyed with @auth_key in every lane's connect
+ *   (default false). The engine sets it whenever the main stream runs TLS.
+ * @auth_key: the key (FERRY_RDMA_AUTH_LABEL says how it is derived); the
+ *   destination must hold the same one.
  */
 struct ferry_rdma_source_attr {
 	uint32_t size;
@@ -179,6 +195,8 @@ struct ferry_rdma_source_attr {
 	uint32_t signal_every;
 	uint8_t ack_timeout;
 	uint8_t retry_cnt;
+	bool auth;
+	uint8_t auth_key[FERRY_RDMA_AUTH_KEY_LEN];
 };
 
 /**
@@ -197,6 +215,11 @@ struct ferry_rdma_source_attr {
  *   shared out equally between lanes.
  * @timeout_ms: default bound for ferry_rdma_dest_accept() and close.
  * @ack_timeout, @retry_cnt: as for the source.
+ * @auth: refuse every lane whose connect does not carry an authenticator that
+ *   verifies with @auth_key (compared in constant time); default false (the
+ *   id alone admits a lane). The engine sets it whenever the main stream
+ *   runs TLS.
+ * @auth_key: as for the source.
  */
 struct ferry_rdma_dest_attr {
 	uint32_t size;
@@ -212,6 +235,8 @@ struct ferry_rdma_dest_attr {
 	int timeout_ms;
 	uint8_t ack_timeout;
 	uint8_t retry_cnt;
+	bool auth;
+	uint8_t auth_key[FERRY_RDMA_AUTH_KEY_LEN];
 };
 
 /**

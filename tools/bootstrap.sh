@@ -15,7 +15,11 @@
 #       valgrind  memcheck on a subset of ferry-tests (FERRY_VALGRIND_FILTER)
 #       clang     fresh build-fuzz/ with clang and -DFERRY_FUZZ=ON (warnings counted)
 #       fuzz      each libFuzzer target for FERRY_FUZZ_SECONDS, from tests/fuzz/corpus/
-#       rig       tests/rig/smoke.sh (soft-RoCE in QEMU) when it exists
+#       rig       tests/rig/smoke.sh (soft-RoCE in QEMU) when it exists, then the
+#                 RDMA suites in a soft-RoCE guest (tests/rdma/run-in-rig.sh)
+#       kvm       without a usable /dev/kvm on this host: the KVM suites in a
+#                 nested-KVM rig guest (tests/kvm/nested-rig.sh); with one, they
+#                 run in the final ferry-tests run and this job says so
 #       tests     build/tests/ferry-tests, last, so its Synthesis line ends the log
 #
 # Every job logs to build/logs/<job>.log; the console gets one line per job, and
@@ -75,7 +79,7 @@ export DEBIAN_FRONTEND=noninteractive
 # without its sanitizer and libFuzzer runtimes.
 PACKAGES=(build-essential cmake pkg-config git clang clang-format libclang-rt-dev
 	libcriterion-dev libjansson-dev libibverbs-dev librdmacm-dev libnuma-dev libhwloc-dev
-	numactl hwloc iperf3 valgrind qemu-system-x86 python3)
+	numactl hwloc iperf3 valgrind qemu-system-x86 python3 libgnutls28-dev gnutls-bin)
 # What the soft-RoCE rig needs (docs: RIGS.md), when the rig is in the tree;
 # tests/rig/packages (one name per line, # comments) may add more.
 if [[ $MODE == test && -f $ROOT/tests/rig/smoke.sh ]]; then
@@ -328,6 +332,14 @@ job_valgrind() {
    obj:*/libnanomsg.so*
    ...
 }
+{
+   libnl-constructor-strings-in-forked-child
+   Memcheck:Leak
+   match-leak-kinds: possible
+   ...
+   fun:__trans_list_add
+   ...
+}
 EOF
 	valgrind --leak-check=full --errors-for-leak-kinds=definite,possible --error-exitcode=1 \
 		--trace-children=yes --trace-children-skip='/usr/*,/bin/*,/sbin/*' \
@@ -442,6 +454,28 @@ job_rig() {
 	if ((rc == 77)) && ! grep -aq '^SKIP: ' "$LOGS/rig.log"; then
 		echo "SKIP: smoke.sh skipped without saying why"
 	fi
+	# The rig works: the RDMA suites for real (every rdma_* suite, in one guest).
+	if ((rc == 0)) && [[ -x $ROOT/tests/rdma/run-in-rig.sh ]]; then
+		echo "== rdma suites in the rig: tests/rdma/run-in-rig.sh"
+		bash "$ROOT/tests/rdma/run-in-rig.sh" -b "$BUILD" -t 1200
+		rc=$?
+		((rc == 77)) && echo "SKIP: tests/rdma/run-in-rig.sh could not run the rig"
+	fi
+	return "$rc"
+}
+
+# KVM suites: on the host when /dev/kvm answers (the final run has them), else
+# inside the rig's QEMU guest with nested KVM (77 from the script: skipped).
+job_kvm() {
+	local rc
+	if (exec 3<>/dev/kvm) 2>/dev/null; then
+		echo "SKIP: /dev/kvm is usable here: the kvm suites run in the final ferry-tests run"
+		return 77
+	fi
+	echo "no usable /dev/kvm on this host: the kvm suites run in the nested-KVM rig"
+	FERRY_BUILD_DIR=$BUILD bash "$ROOT/tests/kvm/nested-rig.sh" --out-dir "$LOGS/kvm-rig" -t 1200
+	rc=$?
+	((rc == 77)) && echo "SKIP: the nested-KVM rig cannot run here (reason above)"
 	return "$rc"
 }
 
@@ -454,7 +488,7 @@ job_packages_exported() {
 	job_packages
 }
 export -f job_packages job_packages_exported job_build job_format job_asan job_valgrind \
-	job_clang job_fuzz job_rig missing_packages seed_dir synthesis asan_report_is_criterions \
+	job_clang job_fuzz job_rig job_kvm missing_packages seed_dir synthesis asan_report_is_criterions \
 	vg_log_is_bad
 
 # ---- main --------------------------------------------------------------------------
@@ -503,6 +537,7 @@ run_job valgrind 1200
 run_job clang 1200
 run_job fuzz $((FERRY_FUZZ_SECONDS * 4 + 300))
 run_job rig 1500
+run_job kvm 1500
 
 print_table
 echo "== tests: build/tests/ferry-tests (log: build/logs/tests.log)"

@@ -241,9 +241,12 @@ static bool kvm_usable(const char *bin, char *why, size_t whylen)
 static const char demo_usage[] =
     "usage: ferry demo [--ram SIZE] [--vcpus N] [--dirty-rate RATE] [--transport auto|tcp|unix]\n"
     "                  [--downtime-limit MS] [--guest auto|kvm|synthetic] [--json]\n"
+    "                  [--tls-creds DIR [--tls-verify-peer] | --tls-psk FILE]\n"
     "Live-migrate a running guest between two processes on this machine and verify it.\n"
     "The guest is a real KVM virtual machine where /dev/kvm works (--guest kvm insists),\n"
-    "otherwise the synthetic one.\n";
+    "otherwise the synthetic one. --tls-creds DIR (ca-cert.pem, server-cert.pem,\n"
+    "server-key.pem, client-cert.pem, client-key.pem) or --tls-psk FILE runs the migration\n"
+    "inside TLS; --tls-verify-peer makes the destination require the client certificate.\n";
 
 /* The KVM-specific lines of the summary, and whether registers and devices matched. */
 static bool kvm_summary(json_t *src_done, json_t *dst_done, bool print)
@@ -287,9 +290,14 @@ int ferry_cmd_demo(int argc, char **argv)
 	    {"downtime-limit", required_argument, NULL, 'l'},
 	    {"guest", required_argument, NULL, 'g'},
 	    {"json", no_argument, NULL, 'j'},
+	    {"tls-creds", required_argument, NULL, 'X'},
+	    {"tls-psk", required_argument, NULL, 'P'},
+	    {"tls-verify-peer", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
+	/* TLS options, passed on to both children (the verify-peer flag to the destination). */
+	const char *tls_opt = NULL, *tls_val = NULL, *tls_verify = NULL;
 	const char *ram = "512M", *vcpus = "2", *rate = "100M", *transport = "auto", *limit = "300";
 	const char *guest = "auto";
 	bool json = false, tty, kvm = false, match = true;
@@ -325,6 +333,18 @@ int ferry_cmd_demo(int argc, char **argv)
 		case 'j':
 			json = true;
 			break;
+		case 'X':
+		case 'P':
+			if (tls_opt) {
+				fputs(demo_usage, stderr);
+				return CLI_USAGE;
+			}
+			tls_opt = c == 'X' ? "--tls-creds" : "--tls-psk";
+			tls_val = optarg;
+			break;
+		case 'V':
+			tls_verify = "--tls-verify-peer";
+			break;
 		case 'h':
 			fputs(demo_usage, stdout);
 			return CLI_OK;
@@ -337,6 +357,10 @@ int ferry_cmd_demo(int argc, char **argv)
 	    (strcmp(transport, "auto") && strcmp(transport, "tcp") && strcmp(transport, "unix") &&
 	     strcmp(transport, "rdma")) ||
 	    (strcmp(guest, "auto") && strcmp(guest, "kvm") && strcmp(guest, "synthetic"))) {
+		fputs(demo_usage, stderr);
+		return CLI_USAGE;
+	}
+	if (tls_verify && !tls_opt) {
 		fputs(demo_usage, stderr);
 		return CLI_USAGE;
 	}
@@ -427,8 +451,12 @@ int ferry_cmd_demo(int argc, char **argv)
 				       "--events",
 				       "--timeout",
 				       "600000",
+				       tls_opt,
+				       tls_val,
+				       tls_verify,
 				       NULL};
 
+		/* Without TLS the list ends at tls_opt (NULL). */
 		if (spawn(bin, largv, &dst) < 0) {
 			fprintf(stderr, "ferry demo: cannot start the destination (%s)\n", bin);
 			return CLI_FAILED;
@@ -467,6 +495,8 @@ int ferry_cmd_demo(int argc, char **argv)
 				       "--events",
 				       "--timeout",
 				       "600000",
+				       tls_opt,
+				       tls_val,
 				       NULL};
 
 		if (spawn(bin, sargv, &src) < 0) {
@@ -533,6 +563,9 @@ int ferry_cmd_demo(int argc, char **argv)
 			mib(jint(src_done, "total_ram")), "throughput (last round)",
 			mib(jint(src_done, "throughput")), "rounds", jint(src_done, "rounds"),
 			"dirty tracking", jstr(src_done, "dirty_log"));
+		if (tls_opt)
+			fprintf(stderr, "  %-22s %s\n", "encryption",
+				jstr(src_done, "tls")[0] ? jstr(src_done, "tls") : "none");
 		if (kvm)
 			kvm_summary(src_done, dst_done, true);
 		fprintf(stderr, "  %-22s %s\n", "verification",

@@ -157,6 +157,15 @@ json_t *cli_stats_json(const struct ferry_stats *st)
 	json_object_set_new(o, "cpu_ms", json_integer((json_int_t)st->cpu_ms));
 	json_object_set_new(o, "channels", json_integer(st->channels));
 	json_object_set_new(o, "syscalls", json_integer((json_int_t)st->syscalls));
+	if (st->tls[0])
+		json_object_set_new(o, "tls", json_string(st->tls));
+	if (st->registration[0]) {
+		json_object_set_new(o, "registration", json_string(st->registration));
+		json_object_set_new(o, "registration_us",
+				    json_integer((json_int_t)st->registration_us));
+	}
+	if (st->fallback_reason[0])
+		json_object_set_new(o, "fallback_reason", json_string(st->fallback_reason));
 	/* The ratios the data path is judged by (docs/data-path.md). */
 	if (st->normal_bytes) {
 		json_object_set_new(o, "memcpy_per_byte",
@@ -209,15 +218,15 @@ static double cpu_seconds(void)
 static void print_summary(const char *side, const struct ferry_stats *st, const char *verify)
 {
 	fprintf(stderr,
-		"%s: %s over %s\n"
+		"%s: %s over %s%s%s\n"
 		"  total %" PRIu64 " ms, setup %" PRIu64 " ms, downtime %" PRIu64
 		" ms (limit %" PRIu64 " ms)\n"
 		"  transferred %.1f MiB of %.1f MiB RAM in %" PRIu64 " rounds; %" PRIu64
 		" normal + %" PRIu64 " zero pages\n",
 		side, ferry_status_name(st->status), st->transport[0] ? st->transport : "-",
-		st->total_ms, st->setup_ms, st->downtime_ms, st->downtime_limit_ms,
-		mib(st->transferred), mib(st->total_ram), st->rounds, st->normal_pages,
-		st->zero_pages);
+		st->tls[0] ? " with " : "", st->tls, st->total_ms, st->setup_ms, st->downtime_ms,
+		st->downtime_limit_ms, mib(st->transferred), mib(st->total_ram), st->rounds,
+		st->normal_pages, st->zero_pages);
 	if (st->error)
 		fprintf(stderr, "  error: %s\n", st->error_msg);
 	if (verify)
@@ -230,6 +239,7 @@ struct opts {
 	bool json, quiet, events;
 	bool non_live; /* send: no dirty log, no vCPUs: a stopped guest */
 	const char *uri;
+	struct ferry_tls_attr tls; /* --tls-*: used when tls.x509_dir or tls.psk_file is set */
 };
 
 static int parse_common(int argc, char **argv, struct opts *o, bool source)
@@ -251,7 +261,14 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 	    {"channels", required_argument, NULL, 'C'},
 	    {"zerocopy", no_argument, NULL, 'Z'},
 	    {"topology", required_argument, NULL, 'T'},
+	    {"rdma-reg", required_argument, NULL, 'R'},
+	    {"no-fallback", no_argument, NULL, 'F'},
 	    {"non-live", no_argument, NULL, 'N'},
+	    {"tls-creds", required_argument, NULL, 'X'},
+	    {"tls-psk", required_argument, NULL, 'P'},
+	    {"tls-psk-identity", required_argument, NULL, 'I'},
+	    {"tls-hostname", required_argument, NULL, 'n'},
+	    {"tls-verify-peer", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -324,8 +341,32 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 		case 'T':
 			o->p.numa_topology = optarg;
 			break;
+		case 'R':
+			if (strcmp(optarg, "auto") && strcmp(optarg, "pin-all") &&
+			    strcmp(optarg, "chunked") && strcmp(optarg, "odp"))
+				goto bad;
+			o->p.rdma_registration = optarg;
+			break;
+		case 'F':
+			o->p.no_fallback = true;
+			break;
 		case 'N':
 			o->non_live = true;
+			break;
+		case 'X':
+			o->tls.x509_dir = optarg;
+			break;
+		case 'P':
+			o->tls.psk_file = optarg;
+			break;
+		case 'I':
+			o->tls.psk_identity = optarg;
+			break;
+		case 'n':
+			o->tls.hostname = optarg;
+			break;
+		case 'V':
+			o->tls.verify_peer = true;
 			break;
 		case 'e':
 			o->events =
@@ -343,6 +384,16 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 		return -EINVAL;
 	}
 	o->uri = argv[optind];
+	if (o->tls.x509_dir && o->tls.psk_file) {
+		fprintf(stderr, "ferry: --tls-creds and --tls-psk exclude each other\n");
+		return -EINVAL;
+	}
+	if (!o->tls.x509_dir && !o->tls.psk_file &&
+	    (o->tls.psk_identity || o->tls.hostname || o->tls.verify_peer)) {
+		fprintf(stderr, "ferry: --tls-hostname, --tls-psk-identity and --tls-verify-peer "
+				"need --tls-creds or --tls-psk\n");
+		return -EINVAL;
+	}
 	o->g.ram_bytes = (o->g.ram_bytes + (2u << 20) - 1) & ~((uint64_t)(2u << 20) - 1);
 	return 0;
 bad:
@@ -355,21 +406,40 @@ static const char send_usage[] =
     "                      [--downtime-limit MS] [--max-bandwidth RATE] [--auto-converge]\n"
     "                      [--timeout MS] [--huge] [--seed N] [--json] [--quiet]\n"
     "                      [--channels N] [--zerocopy] [--topology T] [--non-live]\n"
+    "                      [--rdma-reg auto|pin-all|chunked|odp] [--no-fallback]\n"
+    "                      [--tls-creds DIR [--tls-hostname NAME] | --tls-psk FILE]\n"
     "Migrate a synthetic guest (RAM SIZE, N vCPUs dirtying RATE bytes/s in pattern\n"
-    "ab|uniform|hot|sequential) to URI: tcp:HOST:PORT, unix:PATH, file:PATH, exec:CMD, fd:N.\n"
+    "ab|uniform|hot|sequential) to URI: tcp:HOST:PORT, unix:PATH, rdma:HOST:PORT,\n"
+    "file:PATH, exec:CMD, fd:N.\n"
     "--channels N moves the pages over N data connections beside the main stream (tcp:,\n"
-    "unix:), one NUMA-placed worker each; --zerocopy sends them with MSG_ZEROCOPY;\n"
+    "unix:; rdma: N queue pairs, default 1), one NUMA-placed worker each; --zerocopy sends\n"
+    "them with MSG_ZEROCOPY; --rdma-reg chooses how RAM is registered for RDMA;\n"
+    "--no-fallback fails rather than moving the pages over TCP lanes when RDMA cannot be\n"
+    "set up (rdma: uses TCP HOST:PORT for the main stream, rdma_cm port PORT+1);\n"
     "--topology synthetic:DESC|xml:PATH places the workers on a described topology;\n"
-    "--non-live migrates a stopped guest (no vCPUs, no dirty log). See docs/data-path.md.\n";
+    "--non-live migrates a stopped guest (no vCPUs, no dirty log). See docs/data-path.md.\n"
+    "TLS (tcp:, unix:; the main stream and every data connection):\n"
+    "  --tls-creds DIR        x509: DIR/ca-cert.pem verifies the destination's certificate;\n"
+    "                         DIR/client-cert.pem + client-key.pem are shown when asked\n"
+    "  --tls-hostname NAME    the name the destination's certificate must carry\n"
+    "                         (default: the URI's host)\n"
+    "  --tls-psk FILE         pre-shared key: FILE holds identity:hexkey lines\n"
+    "  --tls-psk-identity ID  the identity to use (default: the file's first)\n"
+    "See docs/security-tls.md.\n";
 
 static const char listen_usage[] =
     "usage: ferry listen URI [--ram SIZE] [--pattern P] [--seed N] [--timeout MS] [--json]\n"
-    "                        [--huge] [--topology T]\n"
+    "                        [--huge] [--topology T] [--rdma-reg auto|pin-all|chunked|odp]\n"
+    "                        [--tls-creds DIR [--tls-verify-peer] | --tls-psk FILE]\n"
     "Receive a synthetic guest from `ferry send` (same --ram, --pattern and --seed) and\n"
     "verify it: the A-B check, every page's contents and every device field. The RAM is\n"
     "populated before the source connects (--huge: with transparent huge pages); data\n"
-    "connections are accepted as the source asks (`ferry send --channels N`).\n";
-
+    "connections are accepted as the source asks (`ferry send --channels N`); with\n"
+    "rdma:HOST:PORT, RDMA queue pairs on the rdma_cm port PORT+1 (RAM registered as\n"
+    "--rdma-reg says), or TCP lanes when the source falls back.\n"
+    "TLS: --tls-creds DIR (DIR/ca-cert.pem, server-cert.pem, server-key.pem) with\n"
+    "--tls-verify-peer to require a client certificate signed by the CA, or --tls-psk FILE\n"
+    "(identity:hexkey lines). A source without TLS, or that fails the checks, is refused.\n";
 int ferry_cmd_send(int argc, char **argv)
 {
 	struct opts o;
@@ -398,6 +468,8 @@ int ferry_cmd_send(int argc, char **argv)
 		ret = ferry_engine_set_dirty_log(eng, NULL);
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &o.p);
+	if (!ret && (o.tls.x509_dir || o.tls.psk_file))
+		ret = ferry_engine_set_tls(eng, &o.tls);
 	if (!ret)
 		ret = ferry_engine_set_event_cb(eng, on_event, &prog);
 	if (ret < 0) {
@@ -471,6 +543,8 @@ int ferry_cmd_listen(int argc, char **argv)
 	}
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &o.p);
+	if (!ret && (o.tls.x509_dir || o.tls.psk_file))
+		ret = ferry_engine_set_tls(eng, &o.tls);
 	if (!ret)
 		ret = ferry_engine_set_event_cb(eng, on_event, &prog);
 	/* The cost of the migration alone: the RAM was populated above. */

@@ -886,9 +886,14 @@ int ferry_load(struct ferry_reader *r, struct ferry_devices *devs,
 
 	magic = ferry_get_be32(r);
 	if (!ferry_reader_error(r) && magic != FERRY_VM_FILE_MAGIC) {
-		ret = ferry_reader_fail(r, FERRY_EBADMAGIC,
-					"expected magic 0x5145564d ('QEVM'), found 0x%08" PRIx32,
-					magic);
+		/* 0x16 0x03: a TLS handshake record, from a source that runs TLS. */
+		ret = ferry_reader_fail(
+		    r, FERRY_EBADMAGIC,
+		    "expected magic 0x5145564d ('QEVM'), found 0x%08" PRIx32 "%s", magic,
+		    (magic >> 16) == 0x1603
+			? ": the peer starts a TLS handshake; this side does not "
+			  "run TLS (give it the same TLS options)"
+			: "");
 		goto out;
 	}
 	version = ferry_get_be32(r);

@@ -37,6 +37,7 @@ struct opts {
 	uint64_t run_after_ms; /* both: run at least this long after the migration ended */
 	uint64_t seconds;      /* run */
 	bool events;
+	struct ferry_tls_attr tls; /* --tls-*: on when x509_dir or psk_file is set */
 };
 
 static int parse_size(const char *s, uint64_t *out)
@@ -212,6 +213,8 @@ static json_t *stats_json(const struct ferry_stats *st)
 		json_object_set_new(o, "error_msg", json_string(st->error_msg));
 	}
 	json_object_set_new(o, "transport", json_string(st->transport));
+	if (st->tls[0])
+		json_object_set_new(o, "tls", json_string(st->tls));
 #define STAT(f) json_object_set_new(o, #f, json_integer((json_int_t)st->f))
 	STAT(setup_ms);
 	STAT(total_ms);
@@ -285,6 +288,8 @@ static const char usage[] =
     "       ferry-kvm-guest send   URI [--ram SIZE] [--vcpus N] [--dirty-rate RATE]\n"
     "                                  [--downtime-limit MS] [--max-bandwidth RATE]\n"
     "                                  [--warmup MS] [--run-after MS] [--timeout MS] [--events]\n"
+    "       listen and send also take --tls-creds DIR | --tls-psk FILE, --tls-hostname NAME\n"
+    "       (send) and --tls-verify-peer (listen), as `ferry send` / `ferry listen`\n"
     "The reference KVM hypervisor embedding libferry: a 32-bit guest whose vCPUs\n"
     "increment every page of their RAM share round after round, live-migrated.\n";
 
@@ -301,6 +306,10 @@ static int parse(int argc, char **argv, struct opts *o, bool want_uri)
 	    {"run-after", required_argument, NULL, 'a'},
 	    {"seconds", required_argument, NULL, 's'},
 	    {"events", no_argument, NULL, 'e'},
+	    {"tls-creds", required_argument, NULL, 'X'},
+	    {"tls-psk", required_argument, NULL, 'P'},
+	    {"tls-hostname", required_argument, NULL, 'n'},
+	    {"tls-verify-peer", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -327,6 +336,18 @@ static int parse(int argc, char **argv, struct opts *o, bool want_uri)
 			if (c == '?')
 				return -EINVAL;
 			o->events = true;
+			continue;
+		}
+		/* TLS: strings handed to ferry_engine_set_tls() as they are. */
+		if (c == 'X' || c == 'P' || c == 'n' || c == 'V') {
+			if (c == 'X')
+				o->tls.x509_dir = optarg;
+			else if (c == 'P')
+				o->tls.psk_file = optarg;
+			else if (c == 'n')
+				o->tls.hostname = optarg;
+			else
+				o->tls.verify_peer = true;
 			continue;
 		}
 		if (c == 'r' || c == 'd' || c == 'b') {
@@ -496,6 +517,8 @@ static int cmd_listen(int argc, char **argv)
 		ret = hv_vm_attach_dest(vm, eng);
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &o.params);
+	if (!ret && (o.tls.x509_dir || o.tls.psk_file))
+		ret = ferry_engine_set_tls(eng, &o.tls);
 	if (!ret)
 		ret = ferry_engine_set_event_cb(eng, on_event, &pc);
 	if (!ret)
@@ -637,6 +660,8 @@ static int cmd_send(int argc, char **argv)
 		ret = hv_vm_attach_source(vm, eng);
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &o.params);
+	if (!ret && (o.tls.x509_dir || o.tls.psk_file))
+		ret = ferry_engine_set_tls(eng, &o.tls);
 	if (!ret)
 		ret = ferry_engine_set_event_cb(eng, on_event, &pc);
 	if (!ret)

@@ -78,6 +78,15 @@ int ct_free_port(void);
 /* true when ::1 can be bound (IPv6 loopback usable). */
 bool ct_have_ipv6(void);
 
+/*
+ * Make the TLS test credentials (tests/channels/make-tls-certs.sh) in a new
+ * directory; @dir gets its path. false with the reason in @why when certtool
+ * is missing or fails (the caller skips).
+ */
+bool ct_tls_certs(char *dir, size_t size, char *why, size_t whysize);
+/* Remove what ct_tls_certs() made. */
+void ct_tls_certs_remove(const char *dir);
+
 /* Wait for @thread up to @ms; true if it ended. */
 bool ct_join_within(void *thread, int ms);
 

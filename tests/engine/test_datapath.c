@@ -24,6 +24,7 @@
 #include <ferry/error.h>
 #include <ferry/inspect.h>
 #include <ferry/log.h>
+#include <ferry/rdma.h>
 
 #include "bench/guest.h"
 
@@ -293,7 +294,7 @@ Test(engine_datapath, channels_need_a_socket_uri)
 	cr_assert_eq(ferry_migrate_sync(src.eng, uri), FERRY_STATUS_FAILED);
 	ferry_engine_get_stats(src.eng, &st);
 	cr_assert_eq(st.error, FERRY_EBADURI, "%s", st.error_msg);
-	cr_assert(strstr(st.error_msg, "tcp: or unix:"), "%s", st.error_msg);
+	cr_assert(strstr(st.error_msg, "tcp:, unix: or rdma:"), "%s", st.error_msg);
 	unlink(path);
 	free_side(&src);
 }
@@ -510,19 +511,76 @@ static void px_init(struct proxy *px)
 	px->cut_conn = px->corrupt_conn = px->stray_before = -1;
 }
 
-/* Both sides through @px; returns once both ended. */
-static void run_through(struct proxy *px, struct side *src, struct side *dst)
+/* Both sides through @px with @scheme URIs (tcp, rdma); returns once both ended. */
+static void run_through_scheme(struct proxy *px, struct side *src, struct side *dst,
+			       const char *scheme)
 {
-	cr_assert_eq(ferry_incoming(dst->eng, "tcp:127.0.0.1:0", NULL, NULL), 0);
+	char listen_uri[64];
+
+	snprintf(listen_uri, sizeof(listen_uri), "%s:127.0.0.1:0", scheme);
+	cr_assert_eq(ferry_incoming(dst->eng, listen_uri, NULL, NULL), 0);
 	px_start(px, ferry_engine_listen_port(dst->eng));
 	{
 		char uri[64];
 
-		snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", px->port);
+		snprintf(uri, sizeof(uri), "%s:127.0.0.1:%d", scheme, px->port);
 		cr_assert_eq(ferry_migrate(src->eng, uri, NULL, NULL), 0);
 	}
 	ferry_engine_wait(src->eng);
 	ferry_engine_wait(dst->eng);
+}
+
+static void run_through(struct proxy *px, struct side *src, struct side *dst)
+{
+	run_through_scheme(px, src, dst, "tcp");
+}
+
+/*
+ * rdma: on a host without RDMA: the offer, then ferry-datapath-use naming
+ * tcp-multi, both early FULL sections; the stream passes `inspect --strict`.
+ */
+Test(engine_datapath, rdma_fallback_stream_stays_a_valid_v3_stream)
+{
+	struct bench_guest_attr a = small_live;
+	struct ferry_rdma_device_info dev;
+	struct side src, dst;
+	struct proxy px;
+	struct ferry_stats st;
+	char *json = NULL, *err = NULL;
+	json_t *root, *secs, *s1, *s2;
+
+	if (ferry_rdma_devices(&dev, 1) > 0)
+		cr_skip_test("this host has an RDMA device (%s): rdma: would not fall back",
+			     dev.name);
+	a.vcpus = 0;
+	px_init(&px);
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	set_channels(&src, 2, NULL);
+	run_through_scheme(&px, &src, &dst, "rdma");
+	expect_status(src.eng, FERRY_STATUS_COMPLETED, "source");
+	expect_status(dst.eng, FERRY_STATUS_COMPLETED, "destination");
+	expect_consistent(&src, &dst);
+	ferry_engine_get_stats(src.eng, &st);
+	cr_assert_str_eq(st.transport, "tcp-multi");
+	cr_assert_neq(st.fallback_reason[0], '\0');
+	cr_assert_eq(ferry_inspect(px.main, px.main_len,
+				   &(struct ferry_inspect_opts){.strict = true}, &json, &err),
+		     0, "%s", err ? err : "");
+	free(err);
+	root = json_loads(json, 0, NULL);
+	cr_assert_not_null(root);
+	secs = json_object_get(root, "sections");
+	s1 = json_array_get(secs, 1);
+	s2 = json_array_get(secs, 2);
+	cr_assert_str_eq(json_string_value(json_object_get(s1, "idstr")), "ferry-datapath");
+	cr_assert_str_eq(json_string_value(json_object_get(s2, "idstr")), "ferry-datapath-use");
+	cr_assert_str_eq(json_string_value(json_object_get(s2, "type")), "FULL");
+	json_decref(root);
+	free(json);
+	px_stop(&px);
+	free_side(&src);
+	free_side(&dst);
 }
 
 Test(engine_datapath, main_stream_stays_a_valid_v3_stream)

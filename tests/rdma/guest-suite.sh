@@ -3,9 +3,11 @@
 #
 # Usage: guest-suite.sh FERRY_TESTS [FILTER]
 #   With a FILTER: that filter, one test at a time. Without: every rdma suite but the
-#   fault injection, then the fault suite on its own (it takes the link down and
-#   removes the device), then a check that the removal it started finished once the
-#   test process was gone (librdmacm holds a device until its process exits).
+#   fault injection, then rdma_failover on its own (it removes the device under a
+#   migration; the device is added back once the removal completed), then the fault
+#   suite on its own (it takes the link down and removes the device), then a check that
+#   the removal it started finished once the test process was gone (librdmacm holds a
+#   device until its process exits).
 # Exit status: 0 when every phase passed.
 set -u
 T=$1
@@ -26,10 +28,39 @@ if [ -n "$FILTER" ]; then
 	exit $?
 fi
 
+# Wait (15 s at most) until the removal of $DEV a test started has completed (librdmacm
+# holds a device until its process exits).
+wait_removed() {
+	n=0
+	while rdma link show 2>/dev/null | grep -q "link $1/"; do
+		n=$((n + 1))
+		if [ $n -ge 150 ]; then
+			echo "guest-suite: FAIL: $1 still present 15 s after the removal test exited"
+			return 1
+		fi
+		sleep 0.1
+	done
+	echo "guest-suite: $1 removal completed once the test process exited"
+}
+
 rc=0
-run 'rdma_!(fault)/*' || rc=1
-# "link rxe0/1 state ACTIVE ...": the device the fault suite removes.
+run 'rdma_!(fault|failover)/*' || rc=1
+# "link rxe0/1 state ACTIVE ...": the device the fault suites remove.
 DEV=$(rdma link show 2>/dev/null | awk '$1 == "link" { sub("/.*", "", $2); print $2; exit }')
+NETDEV=$(rdma link show 2>/dev/null | awk '$1 == "link" { for (i = 1; i < NF; i++) if ($i == "netdev") { print $(i + 1); exit } }')
+# The engine moving to TCP lanes when the device goes mid-migration; then the device back.
+run 'rdma_failover/*' || rc=1
+if [ -n "$DEV" ] && [ -n "$NETDEV" ]; then
+	wait_removed "$DEV" || rc=1
+	rdma link show 2>/dev/null | grep -q "link $DEV/" ||
+		rdma link add "$DEV" type rxe netdev "$NETDEV" || rc=1
+	n=0
+	until rdma link show 2>/dev/null | grep -q "link $DEV/.*state ACTIVE"; do
+		n=$((n + 1))
+		[ $n -ge 100 ] && { echo "guest-suite: FAIL: $DEV not active again"; rc=1; break; }
+		sleep 0.1
+	done
+fi
 run 'rdma_fault/*' || rc=1
 if [ -n "$DEV" ]; then
 	n=0

@@ -25,7 +25,9 @@ struct pair {
 	struct ferry_rdma_source_attr sa;
 };
 
-static void pair_dest(struct pair *p, uint32_t lanes, enum ferry_rdma_reg reg, size_t len)
+/* @auth_key: NULL, or the key the destination demands an authenticator with. */
+static void pair_dest_auth(struct pair *p, uint32_t lanes, enum ferry_rdma_reg reg, size_t len,
+			   const uint8_t *auth_key)
 {
 	struct ferry_rdma_dest_attr da;
 	int ret;
@@ -42,6 +44,10 @@ static void pair_dest(struct pair *p, uint32_t lanes, enum ferry_rdma_reg reg, s
 	da.blocks = &p->db;
 	da.n_blocks = 1;
 	da.reg = reg;
+	if (auth_key) {
+		da.auth = true;
+		memcpy(da.auth_key, auth_key, FERRY_RDMA_AUTH_KEY_LEN);
+	}
 	ret = ferry_rdma_dest_create(&da, &p->dst);
 	cr_assert_eq(ret, 0, "dest_create: %s", ferry_strerror(ret));
 	ferry_rdma_source_attr_init(&p->sa);
@@ -52,6 +58,11 @@ static void pair_dest(struct pair *p, uint32_t lanes, enum ferry_rdma_reg reg, s
 	p->sa.blocks = &p->sb;
 	p->sa.n_blocks = 1;
 	p->sa.timeout_ms = 5000;
+}
+
+static void pair_dest(struct pair *p, uint32_t lanes, enum ferry_rdma_reg reg, size_t len)
+{
+	pair_dest_auth(p, lanes, reg, len, NULL);
 }
 
 static void pair_free(struct pair *p)
@@ -93,6 +104,37 @@ Test(rdma_conn, foreign_id_rejected, .timeout = 60)
 	rt_id(p.sa.id, 1);
 	ret = rt_source_open(&p.sa, &src);
 	cr_assert_eq(ret, 0, "the right source: %s", ferry_strerror(ret));
+	cr_assert_eq(ferry_rdma_dest_accept(p.dst, 5000), 0);
+	write_all(src, &p);
+	cr_assert_eq(ferry_rdma_source_close(src), 0);
+	pair_free(&p);
+}
+
+/* A destination with an authenticator key admits only lanes whose tag verifies. */
+Test(rdma_conn, authenticator_required, .timeout = 60)
+{
+	struct ferry_rdma_source *src = NULL;
+	uint8_t key[FERRY_RDMA_AUTH_KEY_LEN];
+	struct pair p = {0};
+	int ret;
+
+	memset(key, 0x3c, sizeof(key));
+	pair_dest_auth(&p, 2, FERRY_RDMA_REG_PIN_ALL, 1 * MIB, key);
+	/* The right id but no tag: what a stranger who saw the id would send. */
+	ret = rt_source_open(&p.sa, &src);
+	cr_assert_eq(ret, FERRY_EAUTH, "a source without a tag got %s", ferry_strerror(ret));
+	p.sa.auth = true;
+	memcpy(p.sa.auth_key, key, sizeof(key));
+	p.sa.auth_key[0] ^= 1;
+	ret = rt_source_open(&p.sa, &src);
+	cr_assert_eq(ret, FERRY_EAUTH, "a source with another key got %s", ferry_strerror(ret));
+	cr_assert_null(src);
+	/* Nothing was set up for them: the destination waits for its own source. */
+	cr_assert_eq(ferry_rdma_dest_status(p.dst, NULL, 0), 0);
+	cr_assert_eq(ferry_rdma_dest_accept(p.dst, 100), -ETIMEDOUT);
+	p.sa.auth_key[0] ^= 1;
+	ret = rt_source_open(&p.sa, &src);
+	cr_assert_eq(ret, 0, "the right key: %s", ferry_strerror(ret));
 	cr_assert_eq(ferry_rdma_dest_accept(p.dst, 5000), 0);
 	write_all(src, &p);
 	cr_assert_eq(ferry_rdma_source_close(src), 0);

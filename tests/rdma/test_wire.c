@@ -231,6 +231,76 @@ Test(rdma_wire, connect_private_data)
 	cr_assert_str_eq(rdm_reject_name(RDM_REJ_ID), "wrong migration id");
 }
 
+/* The connect request with an authenticator: golden bytes, and what the tag binds. */
+Test(rdma_wire, connect_authenticator)
+{
+	/* HMAC-SHA256(key 00..1f, "ferry-rdma-lane" | 16 x 0x5a | be16 3 | be16 4), first 16 bytes.
+	 */
+	static const uint8_t golden_tag[FERRY_RDMA_AUTH_TAG_LEN] = {
+	    0xa8, 0xd8, 0x67, 0x53, 0x12, 0xde, 0xdf, 0x8b,
+	    0x13, 0xa0, 0x41, 0xfc, 0xd0, 0x6b, 0xf3, 0x3d};
+	static const uint8_t golden_head[16] = {
+	    'F', 'R', 'D', 'M', 0, RDM_VERSION, 0, 3, 0, 4, 0, RDM_REQ_F_AUTH, 0, 0, 0, 0};
+	struct rdm_conn_req r = {.version = RDM_VERSION, .lane = 3, .lanes = 4}, back;
+	uint8_t key[FERRY_RDMA_AUTH_KEY_LEN], other[FERRY_RDMA_AUTH_KEY_LEN];
+	uint8_t pd[56] = {0};
+
+	cr_assert_leq(RDM_CONN_REQ_LEN, 56, "must fit an RC connect's private data");
+	for (int i = 0; i < FERRY_RDMA_AUTH_KEY_LEN; i++)
+		key[i] = (uint8_t)i;
+	memcpy(other, key, sizeof(key));
+	other[31] ^= 0x80;
+	memset(r.id, 0x5a, sizeof(r.id));
+	cr_assert_eq(rdm_auth_tag(key, r.id, 3, 4, r.auth), 0);
+	cr_assert_eq(memcmp(r.auth, golden_tag, sizeof(golden_tag)), 0);
+	r.has_auth = true;
+	rdm_conn_req_to_wire(&r, pd);
+	cr_assert_eq(memcmp(pd, golden_head, sizeof(golden_head)), 0);
+	cr_assert_eq(memcmp(pd + 32, golden_tag, sizeof(golden_tag)), 0);
+	for (size_t i = RDM_CONN_REQ_LEN; i < sizeof(pd); i++)
+		cr_assert_eq(pd[i], 0);
+
+	cr_assert_eq(rdm_conn_req_from_wire(pd, sizeof(pd), &back), 0);
+	cr_assert(back.has_auth);
+	cr_assert(rdm_auth_check(key, &back));
+	cr_assert(!rdm_auth_check(other, &back), "another key verifies");
+	/* Every bit of the tag, and each field it binds, matters. */
+	for (size_t i = 0; i < FERRY_RDMA_AUTH_TAG_LEN * 8; i++) {
+		back.auth[i / 8] ^= (uint8_t)(1u << (i % 8));
+		cr_assert(!rdm_auth_check(key, &back), "tag bit %zu flipped still verifies", i);
+		back.auth[i / 8] ^= (uint8_t)(1u << (i % 8));
+	}
+	back.lane = 2;
+	cr_assert(!rdm_auth_check(key, &back), "the tag does not bind the lane");
+	back.lane = 3;
+	back.lanes = 5;
+	cr_assert(!rdm_auth_check(key, &back), "the tag does not bind the lane count");
+	back.lanes = 4;
+	back.id[7] ^= 1;
+	cr_assert(!rdm_auth_check(key, &back), "the tag does not bind the id");
+	back.id[7] ^= 1;
+	cr_assert(rdm_auth_check(key, &back));
+
+	/* Without the flag there is no tag to check, whatever the bytes say. */
+	r.has_auth = false;
+	rdm_conn_req_to_wire(&r, pd);
+	cr_assert_eq(rdm_conn_req_from_wire(pd, sizeof(pd), &back), 0);
+	cr_assert(!back.has_auth);
+	cr_assert(!rdm_auth_check(key, &back));
+	for (size_t i = 32; i < RDM_CONN_REQ_LEN; i++)
+		cr_assert_eq(pd[i], 0, "a tag leaked into a request without one");
+	/* Unknown flags and reserved bits come from another protocol. */
+	pd[11] = 0x2;
+	cr_assert_eq(rdm_conn_req_from_wire(pd, sizeof(pd), &back), RDM_REJ_VERSION);
+	pd[11] = 0;
+	pd[15] = 1;
+	cr_assert_eq(rdm_conn_req_from_wire(pd, sizeof(pd), &back), RDM_REJ_VERSION);
+	cr_assert_str_eq(rdm_reject_name(RDM_REJ_AUTH),
+			 "the lane's authenticator is missing or does not verify");
+	cr_assert(rdm_ct_equal("abc", "abc", 3));
+	cr_assert(!rdm_ct_equal("abc", "abd", 3));
+}
+
 Test(rdma_cmap, lru_refs_and_capacity)
 {
 	struct rdm_cmap m;

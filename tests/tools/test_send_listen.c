@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "channels/helpers.h"
+
 extern char **environ;
 
 struct proc {
@@ -119,6 +121,47 @@ Test(tools_send_listen, two_processes_over_unix, .timeout = 180)
 
 	snprintf(uri, sizeof(uri), "unix:/tmp/ferry-sl-%d.sock", getpid());
 	pair(uri, true);
+}
+
+/* --tls-creds and --channels on both commands: the JSON says what TLS carried it. */
+Test(tools_send_listen, x509_tls_with_two_channels, .timeout = 180)
+{
+	char certs[256], why[256], dir[300], send_uri[128];
+	struct proc dst, src;
+	json_t *ev, *done_src, *done_dst;
+
+	if (!ct_tls_certs(certs, sizeof(certs), why, sizeof(why)))
+		cr_skip_test("%s", why);
+	snprintf(dir, sizeof(dir), "%s/good", certs);
+	const char *largv[] = {FERRY_CLI,     "listen", "tcp:127.0.0.1:0",   "--ram",	  "64M",
+			       "--vcpus",     "2",	"--events",	     "--timeout", "120000",
+			       "--tls-creds", dir,	"--tls-verify-peer", NULL};
+	start(largv, &dst);
+	ev = next(&dst, "listening");
+	cr_assert_not_null(ev, "the destination did not start");
+	snprintf(send_uri, sizeof(send_uri), "tcp:127.0.0.1:%lld",
+		 (long long)json_integer_value(json_object_get(ev, "port")));
+	json_decref(ev);
+	const char *sargv[] = {
+	    FERRY_CLI,	    "send", send_uri,	      "--ram",	   "64M",    "--vcpus",	   "2",
+	    "--dirty-rate", "16M",  "--events",	      "--timeout", "120000", "--channels", "2",
+	    "--tls-creds",  dir,    "--tls-hostname", "localhost", NULL};
+	start(sargv, &src);
+	done_src = next(&src, "done");
+	done_dst = next(&dst, "done");
+	cr_assert_not_null(done_src);
+	cr_assert_not_null(done_dst);
+	cr_assert_str_eq(json_string_value(json_object_get(done_src, "status")), "completed",
+			 "source: %s", json_string_value(json_object_get(done_src, "error_msg")));
+	cr_assert(json_is_true(json_object_get(done_dst, "verified")), "verification: %s",
+		  json_string_value(json_object_get(done_dst, "verify_error")));
+	cr_assert(strstr(json_string_value(json_object_get(done_src, "tls")), "x509"));
+	cr_assert_str_eq(json_string_value(json_object_get(done_src, "transport")), "tcp-multi");
+	json_decref(done_src);
+	json_decref(done_dst);
+	cr_assert_eq(finish(&src), 0);
+	cr_assert_eq(finish(&dst), 0);
+	ct_tls_certs_remove(certs);
 }
 
 Test(tools_send_listen, source_alone_fails_cleanly, .timeout = 60)
