@@ -146,6 +146,7 @@ int bench_msg_to_wire(const struct bench_msg *m, uint8_t *buf, size_t cap)
 		put64(p + 24, m->u.result.cpu_us);
 		put64(p + 32, m->u.result.memcpy_bytes);
 		put_str(p + 40, BENCH_CTRL_STR, m->u.result.verify_error);
+		put64(p + 168, m->u.result.registration_us);
 		break;
 	case BENCH_MSG_CEIL:
 		put32(p, m->u.ceil.transport);
@@ -237,6 +238,7 @@ int bench_msg_from_wire(const uint8_t *buf, size_t len, struct bench_msg *m)
 		m->u.result.verified = get32(p);
 		m->u.result.cpu_us = get64(p + 24);
 		m->u.result.memcpy_bytes = get64(p + 32);
+		m->u.result.registration_us = get64(p + 168);
 		if (m->u.result.verified > 1 || get32(p + 4) ||
 		    get_str(p + 8, 16, m->u.result.status) ||
 		    get_str(p + 40, BENCH_CTRL_STR, m->u.result.verify_error))

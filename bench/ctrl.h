@@ -52,7 +52,7 @@ enum bench_msg_type {
 #define BENCH_HELLO_LEN	      16
 #define BENCH_RUN_LEN	      72
 #define BENCH_READY_LEN	      8
-#define BENCH_RESULT_LEN      168
+#define BENCH_RESULT_LEN      176
 #define BENCH_CEIL_LEN	      24
 #define BENCH_CEIL_RESULT_LEN 16
 #define BENCH_ERROR_LEN	      136
@@ -78,6 +78,7 @@ struct bench_msg {
 			uint64_t cpu_us;
 			uint64_t memcpy_bytes;
 			char verify_error[BENCH_CTRL_STR];
+			uint64_t registration_us; /* UINT64_MAX: nothing registered */
 		} result;
 		struct {
 			uint32_t transport;

@@ -467,33 +467,21 @@ int bench_rdma_sink_start(const char *addr, uint32_t lanes, uint64_t msg,
 	return 0;
 }
 
-int bench_rdma_sink_finish(struct bench_rdma_sink *s, int timeout_ms)
+int bench_rdma_sink_wait(struct bench_rdma_sink *s, int timeout_ms)
 {
-	int ret = 0;
+	int ret = ferry_rdma_dest_accept(s->dst, timeout_ms);
 
-	/*
-	 * Every lane connected, flushed (all the writes placed), and ended by the source's
-	 * close: closing before that would cut the source's own close short.
-	 */
-	if (timeout_ms > 0) {
-		ret = ferry_rdma_dest_accept(s->dst, timeout_ms);
-		for (uint32_t i = 0; !ret && i < s->lanes; i++) {
-			uint64_t tag = 0, after = 0;
-			int r;
+	/* Every lane connected and flushed: all the writes are placed. */
+	if (!ret)
+		ret = ferry_rdma_dest_wait_flush(s->dst, 1, timeout_ms);
+	return ret;
+}
 
-			while ((r = ferry_rdma_dest_receive(s->dst, i, after, &tag, timeout_ms)) ==
-			       1)
-				after = tag;
-			if (r < 0)
-				ret = r;
-			else if (after < 1)
-				ret = -ECONNRESET; /* ended without its flush */
-		}
-	}
+void bench_rdma_sink_close(struct bench_rdma_sink *s)
+{
 	ferry_rdma_dest_close(s->dst);
 	munmap(s->blk.host, s->blk.length);
 	free(s);
-	return ret;
 }
 
 struct rdma_lane {
@@ -645,7 +633,7 @@ int bench_ceiling_local(struct bench_ceiling *c, uint64_t ms, const char *dir, v
 			ret = bench_rdma_sink_start(addr, c->streams, c->msg_size, &rs, &port);
 		if (!ret) {
 			ret = bench_rdma_send(addr, port, c->streams, c->msg_size, ms, stop, &r);
-			bench_rdma_sink_finish(rs, 0);
+			bench_rdma_sink_close(rs);
 		}
 		if (!ret && r > 0) {
 			c->bytes_per_s = r;

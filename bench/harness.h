@@ -129,8 +129,11 @@ struct bench_result {
 	char verify_error[256];
 	char transport_used[32]; /* what the engine reported ("tcp" for rdma's fallback) */
 	double total_ms, downtime_ms, setup_ms;
-	double registration_ms; /* < 0: not reported */
-	double throughput;	/* wire bytes per second from first page to the end */
+	double registration_ms;	    /* source's registration time; < 0: none (not rdma) */
+	double registration_dst_ms; /* destination's; < 0: none */
+	char registration_used[16]; /* the source's strategy ("pin-all"...), "" if none */
+	char fallback_reason[160];  /* why rdma was not used, "" when it was or not asked */
+	double throughput;	    /* wire bytes per second from first page to the end */
 	uint64_t rounds, transferred, total_ram;
 	uint64_t normal_pages, zero_pages, normal_bytes;
 	uint64_t memcpy_src, memcpy_dst;
@@ -230,13 +233,15 @@ int bench_stream_send(const char *uri, uint32_t streams, uint64_t msg_size, uint
 /**
  * bench_rdma_sink_start() - an RDMA WRITE target of @lanes queue pairs on
  * @addr (ferry's rdma/ destination, port chosen). FERRY_ENORDMA without a
- * device. bench_rdma_sink_finish() waits up to @timeout_ms (0: not at all)
- * for every lane to connect and flush, then frees it.
+ * device. bench_rdma_sink_wait() waits up to @timeout_ms for every lane to
+ * connect and flush; bench_rdma_sink_close() frees it (after the source
+ * closed, ideally: closing first cuts the source's own close short).
  */
 struct bench_rdma_sink;
 int bench_rdma_sink_start(const char *addr, uint32_t lanes, uint64_t msg,
 			  struct bench_rdma_sink **out, int *port);
-int bench_rdma_sink_finish(struct bench_rdma_sink *s, int timeout_ms);
+int bench_rdma_sink_wait(struct bench_rdma_sink *s, int timeout_ms);
+void bench_rdma_sink_close(struct bench_rdma_sink *s);
 /**
  * bench_rdma_send() - RDMA WRITE @msg bytes per work request on @lanes
  * queue pairs to @addr:@port for @ms, flush, and report bytes per second
@@ -273,6 +278,7 @@ struct bench_dest_result {
 	char verify_error[256];
 	double cpu_s;
 	uint64_t memcpy_bytes;
+	double registration_ms; /* < 0: nothing registered */
 };
 /** bench_dest_finish() - wait for the migration to end, verify, and free. */
 void bench_dest_finish(struct bench_dest *d, struct bench_dest_result *r);

@@ -51,6 +51,9 @@ static const char *const columns[] = {
     "ceiling_bps",
     "ratio",
     "remaining",
+    "registration_ms_dst",
+    "registration_used",
+    "fallback_reason",
 };
 
 #define NCOLS (sizeof(columns) / sizeof(columns[0]))
@@ -106,6 +109,11 @@ json_t *bench_result_json(const struct bench_result *r)
 	for (uint32_t i = 0; i < r->n_remaining && i < BENCH_MAX_ROUNDS; i++)
 		json_array_append_new(rem, u64(r->remaining[i]));
 	json_object_set_new(o, "remaining", rem);
+	json_object_set_new(o, "registration_ms_dst",
+			    r->registration_dst_ms < 0 ? json_null()
+						       : json_real(r->registration_dst_ms));
+	json_object_set_new(o, "registration_used", json_string(r->registration_used));
+	json_object_set_new(o, "fallback_reason", json_string(r->fallback_reason));
 	json_object_set_new(o, "type", json_string("run"));
 	return o;
 }
@@ -340,24 +348,36 @@ void bench_report_markdown(FILE *f, const struct bench_session *s, const struct 
 
 	fprintf(f, "\n## Every run\n\n| scenario | rep | status | verified | transport used | "
 		   "Gbit/s | ratio | total ms | setup ms | downtime ms | rounds | sent MiB | "
-		   "normal / zero pages | memcpy MiB src / dst | CPU s src / dst |\n"
-		   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+		   "normal / zero pages | memcpy MiB src / dst | CPU s src / dst | "
+		   "registration ms src / dst |\n"
+		   "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
 	for (size_t i = 0; i < n; i++) {
-		char label[128];
+		char label[128], reg[64] = "-";
 
 		bench_scenario_label(&r[i].sc, label, sizeof(label));
+		if (r[i].registration_ms >= 0 || r[i].registration_dst_ms >= 0)
+			snprintf(reg, sizeof(reg), "%s %.1f / %.1f", r[i].registration_used,
+				 r[i].registration_ms, r[i].registration_dst_ms);
 		fprintf(
 		    f,
 		    "| %s | %u | %s | %s | %s | %.2f | %.2f | %.0f | %.0f | %.0f | %llu | %.0f | "
-		    "%llu / %llu | %.0f / %.0f | %.2f / %.2f |\n",
+		    "%llu / %llu | %.0f / %.0f | %.2f / %.2f | %s |\n",
 		    label, r[i].rep + 1, r[i].status, r[i].verified ? "yes" : "**no**",
 		    r[i].transport_used[0] ? r[i].transport_used : "-", GBIT(r[i].throughput),
 		    r[i].ratio, r[i].total_ms, r[i].setup_ms, r[i].downtime_ms,
 		    (unsigned long long)r[i].rounds, (double)r[i].transferred / 1048576.0,
 		    (unsigned long long)r[i].normal_pages, (unsigned long long)r[i].zero_pages,
 		    (double)r[i].memcpy_src / 1048576.0, (double)r[i].memcpy_dst / 1048576.0,
-		    r[i].cpu_src_s, r[i].cpu_dst_s);
+		    r[i].cpu_src_s, r[i].cpu_dst_s, reg);
 	}
+	for (size_t i = 0; i < n; i++)
+		if (r[i].fallback_reason[0]) {
+			char label[128];
+
+			bench_scenario_label(&r[i].sc, label, sizeof(label));
+			fprintf(f, "\n- %s, rep %u: no rdma: %s\n", label, r[i].rep + 1,
+				r[i].fallback_reason);
+		}
 	for (size_t i = 0; i < n; i++)
 		if (!r[i].verified && r[i].verify_error[0]) {
 			char label[128];

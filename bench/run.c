@@ -38,6 +38,7 @@ static void params_for(const struct bench_scenario *sc, uint64_t timeout_ms, str
 	p->timeout_ms = timeout_ms;
 	p->channels = sc->channels;
 	p->machine = "ferry-synthetic";
+	p->rdma_registration = sc->reg >= 0 ? bench_reg_name(sc->reg) : NULL;
 }
 
 struct bench_dest {
@@ -113,6 +114,7 @@ void bench_dest_finish(struct bench_dest *d, struct bench_dest_result *r)
 	snprintf(r->status, sizeof(r->status), "%s", ferry_status_name(st.status));
 	r->cpu_s = (double)st.cpu_ms / 1e3;
 	r->memcpy_bytes = st.memcpy_bytes;
+	r->registration_ms = st.registration[0] ? (double)st.registration_us / 1e3 : -1;
 	if (st.status == FERRY_STATUS_COMPLETED) {
 		r->verified = bench_guest_verify(d->g, &d->attr, r->verify_error,
 						 sizeof(r->verify_error)) == 0;
@@ -161,6 +163,7 @@ int bench_source_run(const struct bench_scenario *sc, uint32_t seed, uint64_t ti
 	params_for(sc, timeout_ms, &p);
 	r->sc = *sc;
 	r->registration_ms = -1;
+	r->registration_dst_ms = -1;
 	ret = ferry_engine_create(&eng);
 	if (!ret)
 		ret = bench_guest_create(&ga, &g);
@@ -213,6 +216,9 @@ int bench_source_run(const struct bench_scenario *sc, uint32_t seed, uint64_t ti
 	r->memcpy_src = st.memcpy_bytes;
 	r->dirty_rate_measured = st.dirty_rate;
 	r->cpu_src_s = (double)st.cpu_ms / 1e3;
+	r->registration_ms = st.registration[0] ? (double)st.registration_us / 1e3 : -1;
+	snprintf(r->registration_used, sizeof(r->registration_used), "%s", st.registration);
+	snprintf(r->fallback_reason, sizeof(r->fallback_reason), "%s", st.fallback_reason);
 	if (st.total_ms > st.setup_ms)
 		r->throughput = (double)st.transferred * 1e3 / (double)(st.total_ms - st.setup_ms);
 	ret = st.status == FERRY_STATUS_COMPLETED ? 0 : (st.error ? st.error : -ECANCELED);

@@ -324,6 +324,7 @@ int bench_run_local(const struct bench_options *o)
 
 			memset(&r, 0, sizeof(r));
 			r.rep = rep;
+			r.registration_ms = r.registration_dst_ms = -1;
 			pr.run++;
 			pr.rep = rep;
 			bench_scenario_label(&sc[i], pr.label, sizeof(pr.label));
@@ -360,6 +361,7 @@ int bench_run_local(const struct bench_options *o)
 					 dr.verify_error);
 			r.cpu_dst_s = dr.cpu_s;
 			r.memcpy_dst = dr.memcpy_bytes;
+			r.registration_dst_ms = dr.registration_ms;
 			apply_ceiling(&out.ses, &r);
 			/* A run cut short by Ctrl-C is not a result. */
 			if (g_stop && ret)
@@ -600,6 +602,7 @@ int bench_run_peer(const struct bench_options *o)
 
 			memset(&r, 0, sizeof(r));
 			r.rep = rep;
+			r.registration_ms = r.registration_dst_ms = -1;
 			pr.run++;
 			pr.rep = rep;
 			bench_scenario_label(&sc[i], pr.label, sizeof(pr.label));
@@ -627,6 +630,9 @@ int bench_run_peer(const struct bench_options *o)
 					 m.u.result.verify_error);
 			r.cpu_dst_s = (double)m.u.result.cpu_us / 1e6;
 			r.memcpy_dst = m.u.result.memcpy_bytes;
+			r.registration_dst_ms = m.u.result.registration_us == UINT64_MAX
+						    ? -1
+						    : (double)m.u.result.registration_us / 1e3;
 			apply_ceiling(&out.ses, &r);
 			if (g_stop && sret)
 				break;
@@ -738,6 +744,8 @@ static int serve_run(int fd, const struct bench_options *o, const struct bench_m
 	snprintf(m.u.result.status, sizeof(m.u.result.status), "%s", dr.status);
 	m.u.result.cpu_us = (uint64_t)(dr.cpu_s * 1e6);
 	m.u.result.memcpy_bytes = dr.memcpy_bytes;
+	m.u.result.registration_us =
+	    dr.registration_ms < 0 ? UINT64_MAX : (uint64_t)(dr.registration_ms * 1e3);
 	printable(m.u.result.verify_error, sizeof(m.u.result.verify_error), dr.verify_error);
 	return bench_msg_send(fd, &m);
 }
@@ -764,16 +772,25 @@ static int serve_rdma_ceiling(int fd, const struct bench_options *o, const struc
 	m.u.ready.port = (uint32_t)port;
 	ret = bench_msg_send(fd, &m);
 	if (ret) {
-		bench_rdma_sink_finish(sink, 0);
+		bench_rdma_sink_close(sink);
 		return ret;
 	}
-	ret = bench_rdma_sink_finish(sink, (int)req->u.ceil.ms + 20000);
+	ret = bench_rdma_sink_wait(sink, (int)req->u.ceil.ms + 20000);
 	if (ret) {
+		bench_rdma_sink_close(sink);
 		send_error(fd, ret, ferry_strerror(ret));
 		return 0;
 	}
 	m = (struct bench_msg){.type = BENCH_MSG_CEIL_RESULT};
-	return bench_msg_send(fd, &m);
+	ret = bench_msg_send(fd, &m);
+	/* Keep the target until the peer's next message: its source closes first. */
+	{
+		struct pollfd pf = {fd, POLLIN, 0};
+
+		poll(&pf, 1, 10000);
+	}
+	bench_rdma_sink_close(sink);
+	return ret;
 }
 
 static int serve_ceiling(int fd, const struct bench_options *o, const struct bench_msg *req,

@@ -59,6 +59,7 @@ static struct bench_msg all_msgs(int i)
 		m.u.result.cpu_us = 123456;
 		m.u.result.memcpy_bytes = 1ull << 33;
 		strcpy(m.u.result.verify_error, "none");
+		m.u.result.registration_us = 4321;
 		break;
 	case 4:
 		m.type = BENCH_MSG_CEIL;

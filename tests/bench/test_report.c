@@ -42,6 +42,7 @@ static void sample(struct bench_result r[4], struct bench_session *ses)
 		r[i].total_ms = 1000 + 100 * i;
 		r[i].setup_ms = 5;
 		r[i].registration_ms = -1;
+		r[i].registration_dst_ms = -1;
 		r[i].downtime_ms = 10 + 10 * i; /* 10, 20, 30 */
 		r[i].throughput = gbps[i];
 		r[i].ceiling = 8e9 / 8;
@@ -67,6 +68,9 @@ static void sample(struct bench_result r[4], struct bench_session *ses)
 	r[3].verified = false;
 	snprintf(r[3].verify_error, sizeof(r[3].verify_error), "page 7: \"bad\", byte 3");
 	r[3].registration_ms = 12.5;
+	r[3].registration_dst_ms = 7.25;
+	snprintf(r[3].registration_used, sizeof(r[3].registration_used), "pin-all");
+	snprintf(r[3].fallback_reason, sizeof(r[3].fallback_reason), "no RDMA device");
 	memset(ses, 0, sizeof(*ses));
 	snprintf(ses->command, sizeof(ses->command), "ferry bench --ram 256M");
 	snprintf(ses->mode, sizeof(ses->mode), "local");
@@ -106,6 +110,7 @@ Test(bench_report, json_has_every_parameter_and_metric)
 	cr_assert_float_eq(json_real_value(json_object_get(j, "downtime_ms")), 20, 1e-9);
 	cr_assert_float_eq(json_real_value(json_object_get(j, "setup_ms")), 5, 1e-9);
 	cr_assert(json_is_null(json_object_get(j, "registration_ms")));
+	cr_assert(json_is_null(json_object_get(j, "registration_ms_dst")));
 	cr_assert_float_eq(json_real_value(json_object_get(j, "throughput_bps")), 2e9 / 8, 1e-3);
 	cr_assert_float_eq(json_real_value(json_object_get(j, "ratio")), 0.25, 1e-12);
 	cr_assert_eq(json_integer_value(json_object_get(j, "rounds")), 3);
@@ -123,6 +128,10 @@ Test(bench_report, json_has_every_parameter_and_metric)
 	cr_assert_str_eq(json_string_value(json_object_get(j, "pattern")), "idle");
 	cr_assert(json_is_false(json_object_get(j, "verified")));
 	cr_assert_float_eq(json_real_value(json_object_get(j, "registration_ms")), 12.5, 1e-12);
+	cr_assert_float_eq(json_real_value(json_object_get(j, "registration_ms_dst")), 7.25, 1e-12);
+	cr_assert_str_eq(json_string_value(json_object_get(j, "registration_used")), "pin-all");
+	cr_assert_str_eq(json_string_value(json_object_get(j, "fallback_reason")),
+			 "no RDMA device");
 	json_decref(j);
 	j = bench_session_json(&ses);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "type")), "session");
@@ -187,7 +196,7 @@ Test(bench_report, csv_rows_match_the_header)
 	cr_assert_not_null(row);
 	nh = csv_split(hdr, fh, 64);
 	nr = csv_split(row, fr, 64);
-	cr_assert_eq(nh, 35);
+	cr_assert_eq(nh, 38);
 	cr_assert_eq(nr, nh, "%d fields under %d columns", nr, nh);
 	cr_assert_str_eq(fh[0], "scenario");
 	cr_assert_str_eq(fh[20], "throughput_bps");
@@ -206,6 +215,10 @@ Test(bench_report, csv_rows_match_the_header)
 	cr_assert_str_eq(fr[14], "page 7: \"bad\", byte 3");
 	cr_assert_str_eq(fr[18], "12.5"); /* registration_ms */
 	cr_assert_str_eq(fr[34], "");
+	cr_assert_str_eq(fh[35], "registration_ms_dst");
+	cr_assert_str_eq(fr[35], "7.25");
+	cr_assert_str_eq(fr[36], "pin-all");
+	cr_assert_str_eq(fr[37], "no RDMA device");
 	free(buf);
 }
 
@@ -235,6 +248,8 @@ Test(bench_report, markdown_summarises_each_scenario)
 	cr_assert(strstr(buf, "| 256M idle tcp ch1 4k dt300 | 0/1 | - | - |"), "%s", buf);
 	cr_assert(strstr(buf, "| 256M idle tcp ch1 4k dt300 | 1 | failed | **no** |"), "%s", buf);
 	cr_assert(strstr(buf, "- 256M idle tcp ch1 4k dt300, rep 1: page 7: \"bad\", byte 3"));
+	cr_assert(strstr(buf, "| 0.00 / 0.00 | pin-all 12.5 / 7.2 |\n"), "%s", buf);
+	cr_assert(strstr(buf, "- 256M idle tcp ch1 4k dt300, rep 1: no rdma: no RDMA device"));
 	cr_assert(strstr(buf,
 			 "| 256M 50M/s hot tcp ch2 4k dt300 | 2 | completed | yes | tcp-multi | "
 			 "2.00 | 0.25 | 1100 | 5 | 20 | 3 | 300 | 70000 / 10 |"),
