@@ -13,7 +13,7 @@
  *   HELLO (max_ram 0)         HELLO (the largest guest it accepts)
  *   RUN (a scenario)          READY (the port its migration listens on)
  *   ... migration on that port ...
- *                             RESULT (destination's status, verification, CPU)
+ *                             RESULT (status, verification, CPU, registration)
  *   CEIL (transport, streams) READY (the sink's port)
  *   ... streams for ms ...    CEIL_RESULT (bytes and ns from first to last byte)
  *   BYE
