@@ -11,6 +11,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -261,5 +262,53 @@ Test(bench_e2e, two_hosts_over_loopback, .timeout = 240)
 	cr_assert_eq(check_jsonl(dir, "peer", 1), 2);
 	kill(server, SIGINT);
 	cr_assert_eq(wait_exit(server), 0);
+	rm_rf(dir);
+}
+
+/*
+ * rdma scenarios: a real RDMA migration where the host has a device (the rig), else
+ * the engine's fallback to TCP lanes, said in the result, and the ceiling's fallback
+ * to TCP streams, said in its method.
+ */
+Test(bench_e2e, rdma_transport_reports_what_it_used, .timeout = 240)
+{
+	char dir[] = "/tmp/ferry-bench-rdma-XXXXXX";
+	const char *argv[] = {
+	    FERRY_CLI,	      "bench", "--ram",		 "32M",	    "--transport", "rdma",
+	    "--channels",     "1",     "--registration", "pin-all", "--reps",	   "1",
+	    "--ceiling-time", "200",   "--out",		 dir,	    "--quiet",	   NULL};
+	char *all, *save = NULL;
+	bool device;
+
+	cr_assert_not_null(mkdtemp(dir));
+	cr_assert_eq(wait_exit(spawn_cli(argv)), 0);
+	all = slurp(dir, "results.jsonl");
+	cr_assert_not_null(all);
+	json_t *ses = json_loads(strtok_r(all, "\n", &save), 0, NULL);
+	json_t *run = json_loads(strtok_r(NULL, "\n", &save), 0, NULL);
+	const char *method = json_string_value(
+	    json_object_get(json_array_get(json_object_get(ses, "ceilings"), 0), "method"));
+
+	cr_assert_not_null(run);
+	device = strcmp(method, "rdma write") == 0;
+	cr_assert(json_is_true(json_object_get(run, "verified")));
+	cr_assert_str_eq(json_string_value(json_object_get(run, "registration")), "pin-all");
+	if (device) {
+		cr_assert_str_eq(json_string_value(json_object_get(run, "transport_used")), "rdma");
+		cr_assert_str_eq(json_string_value(json_object_get(run, "registration_used")),
+				 "pin-all");
+		cr_assert_geq(json_real_value(json_object_get(run, "registration_ms")), 0);
+	} else {
+		cr_assert_str_eq(method, "tcp streams (no rdma: no device)");
+		cr_assert_str_eq(json_string_value(json_object_get(run, "transport_used")),
+				 "tcp-multi");
+		cr_assert(strstr(json_string_value(json_object_get(run, "fallback_reason")),
+				 "no usable RDMA device"),
+			  "%s", json_string_value(json_object_get(run, "fallback_reason")));
+		cr_assert(json_is_null(json_object_get(run, "registration_ms")));
+	}
+	json_decref(ses);
+	json_decref(run);
+	free(all);
 	rm_rf(dir);
 }
