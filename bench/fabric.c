@@ -592,7 +592,7 @@ out:
 }
 
 /* The address of the first RDMA device's netdev: loopback through the device needs it. */
-static int rdma_local_addr(char *addr, size_t len)
+int bench_rdma_local_addr(char *addr, size_t len)
 {
 	struct ferry_rdma_device_info dev;
 	char cmd[128];
@@ -628,7 +628,7 @@ int bench_ceiling_local(struct bench_ceiling *c, uint64_t ms, const char *dir, v
 		char addr[64];
 		double r = 0;
 
-		ret = rdma_local_addr(addr, sizeof(addr));
+		ret = bench_rdma_local_addr(addr, sizeof(addr));
 		if (!ret)
 			ret = bench_rdma_sink_start(addr, c->streams, c->msg_size, &rs, &port);
 		if (!ret) {

@@ -250,6 +250,12 @@ void bench_rdma_sink_close(struct bench_rdma_sink *s);
 int bench_rdma_send(const char *addr, int port, uint32_t lanes, uint64_t msg, uint64_t ms,
 		    volatile int *stop, double *bytes_per_s);
 /**
+ * bench_rdma_local_addr() - the IPv4 address of the first RDMA device's
+ * network interface (rdma_cm needs it: 127.0.0.1 reaches no RDMA device).
+ * Returns 0, or FERRY_ENORDMA without a device or an address.
+ */
+int bench_rdma_local_addr(char *addr, size_t len);
+/**
  * bench_ceiling_local() - measure @c's transport with @c->streams streams of
  * @c->msg_size in this process (sink and sender over loopback / a unix
  * socket; RDMA WRITE on the local device, falling back to TCP when there is

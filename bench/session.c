@@ -319,8 +319,13 @@ int bench_run_local(const struct bench_options *o)
 			struct bench_result r;
 			struct bench_dest *d = NULL;
 			struct bench_dest_result dr;
-			char listen[256], uri[256];
+			char listen[256], uri[256], host[64] = "127.0.0.1";
 			int port = 0, ret;
+
+			/* RDMA over loopback needs the device's own address. */
+			if (sc[i].transport == BENCH_TR_RDMA &&
+			    bench_rdma_local_addr(host, sizeof(host)) < 0)
+				snprintf(host, sizeof(host), "127.0.0.1");
 
 			memset(&r, 0, sizeof(r));
 			r.rep = rep;
@@ -333,8 +338,8 @@ int bench_run_local(const struct bench_options *o)
 				snprintf(listen, sizeof(listen), "unix:%s/migration.sock",
 					 o->out_dir);
 			else
-				snprintf(listen, sizeof(listen), "%s:127.0.0.1:0",
-					 bench_transport_name(sc[i].transport));
+				snprintf(listen, sizeof(listen), "%s:%s:0",
+					 bench_transport_name(sc[i].transport), host);
 			ret = bench_dest_start(&sc[i], sp->seed, sp->timeout_ms, listen, &d, &port);
 			if (ret < 0) {
 				r.sc = sc[i];
@@ -348,8 +353,8 @@ int bench_run_local(const struct bench_options *o)
 			if (sc[i].transport == BENCH_TR_UNIX)
 				snprintf(uri, sizeof(uri), "%s", listen);
 			else
-				snprintf(uri, sizeof(uri), "%s:127.0.0.1:%d",
-					 bench_transport_name(sc[i].transport), port);
+				snprintf(uri, sizeof(uri), "%s:%s:%d",
+					 bench_transport_name(sc[i].transport), host, port);
 			ret = bench_source_run(&sc[i], sp->seed, sp->timeout_ms, uri, &g_stop,
 					       progress_cb, &pr, &r);
 			if (ret)
