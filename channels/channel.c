@@ -153,24 +153,39 @@ int ferry_channel_open_incoming(const struct ferry_uri *uri, int timeout_ms,
 
 ssize_t ferry_channel_writev(struct ferry_channel *ch, const struct iovec *iov, int iovcnt)
 {
+	ssize_t n;
+
 	if (!ch->can_write)
 		return -EOPNOTSUPP;
 	if (iovcnt <= 0 || iovcnt > IOV_MAX)
 		return -EINVAL;
 	if (atomic_load(&ch->shut))
 		return -ECANCELED;
-	return ch->ops->writev(ch, iov, iovcnt);
+	n = ch->ops->writev(ch, iov, iovcnt);
+	if (n > 0)
+		atomic_fetch_add_explicit(&ch->moved, (uint64_t)n, memory_order_relaxed);
+	return n;
 }
 
 ssize_t ferry_channel_read(struct ferry_channel *ch, void *buf, size_t len)
 {
+	ssize_t n;
+
 	if (!ch->can_read)
 		return -EOPNOTSUPP;
 	if (atomic_load(&ch->shut))
 		return -ECANCELED;
 	if (len == 0)
 		return -EINVAL;
-	return ch->ops->read(ch, buf, len);
+	n = ch->ops->read(ch, buf, len);
+	if (n > 0)
+		atomic_fetch_add_explicit(&ch->moved, (uint64_t)n, memory_order_relaxed);
+	return n;
+}
+
+uint64_t ferry_channel_bytes(const struct ferry_channel *ch)
+{
+	return atomic_load_explicit(&((struct ferry_channel *)ch)->moved, memory_order_relaxed);
 }
 
 /* The stream layer's view of a channel: the sink/source have no close, so

@@ -356,6 +356,13 @@ bool ferry_channel_peer_closed(const struct ferry_channel *ch);
 /** ferry_channel_scheme() - the kind of channel. Thread context: any thread. */
 enum ferry_uri_scheme ferry_channel_scheme(const struct ferry_channel *ch);
 
+/**
+ * ferry_channel_bytes() - bytes moved through ferry_channel_read() and
+ * ferry_channel_writev() so far, both ways together: a progress counter.
+ * Thread context: any thread, while the channel exists.
+ */
+uint64_t ferry_channel_bytes(const struct ferry_channel *ch);
+
 #ifdef __cplusplus
 }
 #endif

@@ -65,6 +65,8 @@ struct ferry_channel {
 	atomic_bool shut;
 	/* TLS after ferry_channel_start_tls() (ops then chan_tls_ops) */
 	struct chan_tls *tls;
+	/* bytes read and written through ferry_channel_read/writev (any thread reads it) */
+	_Atomic uint64_t moved;
 	char peer[CHAN_PEER_MAX];
 };
 
@@ -95,6 +97,15 @@ int chan_sock_connect(const struct ferry_uri *uri, int timeout_ms, struct ferry_
 int chan_listener_fd(const struct ferry_listener *l);
 /* Print a socket address as a URI ("tcp:1.2.3.4:5", "tcp:[::1]:5", "unix:/p"). */
 void chan_sockaddr_name(const void *sa, socklen_t len, char *buf, size_t size);
+
+/*
+ * multi.c: take @ch (an accepted data connection) through the HELLO/WELCOME
+ * handshake of the multi-channel destination @dest_ctx (from
+ * ferry_mc_dest_ops.create). Returns 0 when @ch became the lane it named
+ * (owned by the lane from then on), a refusal status > 0 (@ch stays the
+ * caller's), or an error < 0. For mc_dest_accept() and the lane fuzzer.
+ */
+int chan_mc_dest_admit(void *dest_ctx, struct ferry_channel *ch, int64_t deadline);
 
 /* fd.c: pipes and FIFOs, and taking over fd:N */
 extern const struct chan_ops chan_pipe_ops;

@@ -1039,6 +1039,40 @@ static int mc_dest_wait(struct mc_dest *d, int64_t deadline)
 	}
 }
 
+/*
+ * Read the HELLO of @ch (until @deadline), check it, answer WELCOME, and on
+ * MC_OK make @ch the lane it names (the lane owns it from then on). Returns
+ * MC_OK, the refusal status (> 0; @ch is still the caller's), or an error
+ * (< 0; no HELLO arrived in time, or a cut connection).
+ */
+int chan_mc_dest_admit(void *ctx, struct ferry_channel *ch, int64_t deadline)
+{
+	struct mc_dest *d = ctx;
+	struct mc_hello_wire hw;
+	struct mc_welcome_wire ww;
+	struct mc_hello h;
+	uint16_t status;
+	int ret = chan_read_deadline(ch, &hw, sizeof(hw), deadline);
+
+	if (ret < 0)
+		return ret;
+	mc_hello_from_wire(&hw, &h);
+	pthread_mutex_lock(&d->lock);
+	status = mc_check_hello(d, &h);
+	if (status == MC_OK)
+		d->lanes[h.lane].ch = ch;
+	pthread_mutex_unlock(&d->lock);
+	mc_welcome_to_wire(status, &ww);
+	/* A refused peer learns why; it cannot block us (16 bytes, fresh socket). */
+	if (ch->tls)
+		(void)chan_write_all(ch, &ww, sizeof(ww));
+	else
+		(void)send(ch->fd, &ww, sizeof(ww), MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (status == MC_OK)
+		chan_dbg("%s: lane %u of %u up", ch->peer, h.lane, d->attr.lanes);
+	return status;
+}
+
 static int mc_dest_accept(void *ctx)
 {
 	struct mc_dest *d = ctx;
@@ -1046,12 +1080,8 @@ static int mc_dest_accept(void *ctx)
 	uint32_t got = 0;
 
 	while (got < d->attr.lanes) {
-		struct mc_hello_wire hw;
-		struct mc_welcome_wire ww;
-		struct mc_hello h;
 		struct ferry_channel *ch;
 		int64_t hello_deadline = chan_deadline(MC_HELLO_TIMEOUT_MS);
-		uint16_t status = MC_REFUSE_PROTOCOL;
 		int ret;
 
 		ret = mc_dest_wait(d, deadline);
@@ -1083,23 +1113,14 @@ static int mc_dest_accept(void *ctx)
 							    chan_remaining(hello_deadline))
 				  : 0;
 		if (ret == 0)
-			ret = chan_read_deadline(ch, &hw, sizeof(hw), hello_deadline);
-		if (ret == 0) {
-			mc_hello_from_wire(&hw, &h);
-			status = mc_check_hello(d, &h);
-			mc_welcome_to_wire(status, &ww);
-			/* A refused peer learns why; it cannot block us (16 bytes, fresh socket).
-			 */
-			if (ch->tls)
-				(void)chan_write_all(ch, &ww, sizeof(ww));
-			else
-				(void)send(ch->fd, &ww, sizeof(ww), MSG_NOSIGNAL | MSG_DONTWAIT);
-		}
+			ret = chan_mc_dest_admit(d, ch, hello_deadline);
 		pthread_mutex_lock(&d->lock);
 		d->pending = NULL;
 		pthread_mutex_unlock(&d->lock);
 		if (ret == -ECANCELED || atomic_load(&d->aborted)) {
-			ferry_channel_destroy(ch);
+			/* An admitted lane is closed with the others, by close(). */
+			if (ret != MC_OK)
+				ferry_channel_destroy(ch);
 			return -ECANCELED;
 		}
 		if (ret < 0) {
@@ -1109,17 +1130,13 @@ static int mc_dest_accept(void *ctx)
 			ferry_channel_destroy(ch);
 			continue;
 		}
-		if (status != MC_OK) {
+		if (ret != MC_OK) {
 			chan_warn("multi-channel: refused %s: %s", ch->peer,
-				  mc_status_text(status));
+				  mc_status_text((uint16_t)ret));
 			ferry_channel_destroy(ch);
 			continue;
 		}
-		pthread_mutex_lock(&d->lock);
-		d->lanes[h.lane].ch = ch;
-		pthread_mutex_unlock(&d->lock);
 		got++;
-		chan_dbg("%s: lane %u of %u up", ch->peer, h.lane, d->attr.lanes);
 	}
 	return 0;
 }

@@ -332,6 +332,19 @@ uint64_t eng_dp_wire_bytes(struct ferry_engine *eng)
 	return sum;
 }
 
+uint64_t eng_dp_lane_bytes(struct ferry_engine *eng)
+{
+	struct ferry_dp_lane_stats st;
+	uint64_t sum = 0;
+
+	/* Not wire_base: the migration thread moves it on a switch without conn_lock. */
+	for (uint32_t i = 0; i < eng->dp.lanes; i++) {
+		lane_stats(eng, i, &st);
+		sum += st.wire_bytes;
+	}
+	return sum;
+}
+
 uint64_t eng_bytes_sent(struct ferry_engine *eng)
 {
 	return ferry_writer_offset(eng->conn.w) + (eng->dp.ctx ? eng_dp_wire_bytes(eng) : 0);

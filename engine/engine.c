@@ -5,6 +5,7 @@
  * connection (the only way to unblock a thread stuck in a read or write).
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -306,6 +307,8 @@ static void apply_defaults(struct ferry_params *p)
 {
 	if (!p->downtime_limit_ms)
 		p->downtime_limit_ms = 300;
+	if (!p->stall_timeout_ms)
+		p->stall_timeout_ms = 60000;
 	if (!p->throttle_initial)
 		p->throttle_initial = 20;
 	if (!p->throttle_increment)
@@ -405,6 +408,7 @@ int ferry_engine_cancel(struct ferry_engine *eng)
 		pthread_mutex_unlock(&eng->lock);
 		return 0;
 	}
+	atomic_store(&eng->user_cancel, true);
 	atomic_store(&eng->cancel, true);
 	pthread_cond_broadcast(&eng->cond);
 	pthread_mutex_unlock(&eng->lock);
@@ -416,21 +420,61 @@ int ferry_engine_cancel(struct ferry_engine *eng)
  * past the deadline, shuts the connection down so that a thread blocked in
  * the kernel returns with an error and sees why.
  */
+/*
+ * Bytes moved so far on the migration's connections (main stream and lanes),
+ * and whether there is a connection at all. Takes conn_lock: the channel and
+ * the data-path context live at least while it is held.
+ */
+static uint64_t bytes_moved(struct ferry_engine *eng, bool *connected)
+{
+	uint64_t n = 0;
+
+	pthread_mutex_lock(&eng->conn_lock);
+	*connected = eng->conn.ch != NULL;
+	if (eng->conn.ch)
+		n += ferry_channel_bytes(eng->conn.ch);
+	if (eng->dp.ctx)
+		n += eng_dp_lane_bytes(eng);
+	pthread_mutex_unlock(&eng->conn_lock);
+	return n;
+}
+
 static void *watchdog_thread(void *arg)
 {
 	struct ferry_engine *eng = arg;
+	uint64_t stall_ns = eng->params.stall_timeout_ms * 1000000ull, last_bytes = 0;
+	uint64_t last_move_ns = eng_now_ns();
 
 	pthread_mutex_lock(&eng->lock);
 	while (!eng->watchdog_stop) {
 		struct timespec ts;
-		bool fire = atomic_load(&eng->cancel) ||
-			    (eng->deadline_ns && eng_now_ns() >= eng->deadline_ns);
+		uint64_t now = eng_now_ns(), moved;
+		bool connected, stalled = false;
+		bool fire =
+		    atomic_load(&eng->cancel) || (eng->deadline_ns && now >= eng->deadline_ns);
 
+		/* The lock order is conn_lock before lock. */
+		pthread_mutex_unlock(&eng->lock);
+		moved = bytes_moved(eng, &connected);
+		pthread_mutex_lock(&eng->lock);
+		if (!connected || moved != last_bytes) {
+			last_bytes = moved;
+			last_move_ns = now;
+		} else if (stall_ns && now - last_move_ns >= stall_ns) {
+			stalled = true;
+			fire = true;
+		}
 		if (fire) {
 			if (!atomic_load(&eng->cancel) && !eng->stats.error) {
 				eng->stats.error = FERRY_ETIMEDOUT;
-				snprintf(eng->stats.error_msg, sizeof(eng->stats.error_msg),
-					 "migration timed out");
+				if (stalled)
+					snprintf(eng->stats.error_msg, sizeof(eng->stats.error_msg),
+						 "the peer stalled: no data moved for %" PRIu64
+						 " ms (stall timeout)",
+						 eng->params.stall_timeout_ms);
+				else
+					snprintf(eng->stats.error_msg, sizeof(eng->stats.error_msg),
+						 "migration timed out");
 			}
 			atomic_store(&eng->cancel, true);
 			pthread_mutex_unlock(&eng->lock);
@@ -536,6 +580,7 @@ static int start(struct ferry_engine *eng, const char *uri, ferry_done_fn done, 
 	eng->deadline_ns = 0;
 	eng->listen_port = 0;
 	atomic_store(&eng->cancel, false);
+	atomic_store(&eng->user_cancel, false);
 	eng->t_start_ns = eng_now_ns();
 
 	/* The destination listens before returning, so the caller can start the source. */

@@ -139,6 +139,13 @@ struct ferry_vcpu_ops {
  *                       path cannot be set up, instead of moving the pages
  *                       over TCP lanes to the same host (the default, with
  *                       a warning saying why). docs/rdma.md
+ * @stall_timeout_ms:    fail once no byte moved on the migration's
+ *                       connections (main stream and data lanes, either
+ *                       way) for this long while connected, so that a peer
+ *                       that stops without closing (a hung host, a dead
+ *                       link that sends no reset) cannot hold the migration
+ *                       forever (default 60000; the wait for a source to
+ *                       connect is not counted: @timeout_ms bounds that)
  */
 struct ferry_params {
 	uint64_t downtime_limit_ms;
@@ -156,6 +163,7 @@ struct ferry_params {
 	const char *numa_topology;
 	const char *rdma_registration;
 	bool no_fallback;
+	uint64_t stall_timeout_ms;
 };
 
 /**

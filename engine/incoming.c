@@ -97,8 +97,9 @@ void *eng_dest_thread(void *arg)
 		pthread_mutex_lock(&eng->lock);
 		timed_out = eng->stats.error == FERRY_ETIMEDOUT;
 		pthread_mutex_unlock(&eng->lock);
-		final =
-		    eng_cancelled(eng) && !timed_out ? FERRY_STATUS_CANCELLED : FERRY_STATUS_FAILED;
+		/* The watchdog's timers cancel too; only the embedder's cancel is CANCELLED. */
+		final = atomic_load(&eng->user_cancel) && !timed_out ? FERRY_STATUS_CANCELLED
+								     : FERRY_STATUS_FAILED;
 	}
 	eng_dp_stop(eng, false);
 	eng_ram_release(eng);

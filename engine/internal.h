@@ -205,6 +205,8 @@ struct ferry_engine {
 	bool thread_started; /* joinable */
 	bool running;	     /* between start and done callback */
 	atomic_bool cancel;
+	/* cancel came from ferry_engine_cancel(), not from the watchdog's timers */
+	atomic_bool user_cancel;
 	bool is_source;
 	char uri[1024];
 	struct ferry_listener *listener;
@@ -265,6 +267,8 @@ int eng_dp_accept(struct ferry_engine *eng);
 void eng_dp_stop(struct ferry_engine *eng, bool graceful);
 void eng_dp_abort(struct ferry_engine *eng); /* conn_lock held */
 uint64_t eng_dp_wire_bytes(struct ferry_engine *eng);
+/* The current lanes' wire bytes alone, a progress counter (watchdog); conn_lock held. */
+uint64_t eng_dp_lane_bytes(struct ferry_engine *eng);
 void eng_dp_refresh_stats(struct ferry_engine *eng);
 uint64_t eng_bytes_sent(struct ferry_engine *eng);
 void eng_dp_fini(struct ferry_engine *eng);

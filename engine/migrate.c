@@ -330,7 +330,8 @@ void *eng_source_thread(void *arg)
 		eng->stats.remaining = 0;
 		pthread_mutex_unlock(&eng->lock);
 	} else {
-		bool cancelled = eng_cancelled(eng);
+		/* The watchdog's timers cancel too; only the embedder's cancel is CANCELLED. */
+		bool cancelled = atomic_load(&eng->user_cancel);
 
 		pthread_mutex_lock(&eng->lock);
 		cancelled = cancelled && eng->stats.error != FERRY_ETIMEDOUT;

@@ -363,6 +363,16 @@ static int ram_load(struct ferry_reader *r, void *opaque, int version_id, enum f
 
 		if (ferry_reader_error(r))
 			return ferry_reader_error(r);
+		/* Markers carry no address: a stray bit there is a corrupted record. */
+		if ((kind == RAM_FLAG_EOS || kind == RAM_FLAG_MULTIFD_FLUSH ||
+		     kind == RAM_FLAG_HOOK) &&
+		    (addr || (flags & RAM_FLAG_CONTINUE)))
+			return ferry_reader_fail(r, FERRY_EBADSTREAM,
+						 "RAM %s record with address bits 0x%" PRIx64,
+						 kind == RAM_FLAG_EOS	 ? "EOS"
+						 : kind == RAM_FLAG_HOOK ? "HOOK"
+									 : "MULTIFD_FLUSH",
+						 word);
 		if (kind == RAM_FLAG_EOS)
 			return 0;
 		if (kind == RAM_FLAG_MULTIFD_FLUSH) {

@@ -125,6 +125,7 @@ const char *rdm_msg_name(uint16_t type)
 	    [RDM_MSG_UNREG_REQ] = "UNREG_REQ", [RDM_MSG_UNREG] = "UNREG",
 	    [RDM_MSG_FLUSH_REQ] = "FLUSH_REQ", [RDM_MSG_FLUSH] = "FLUSH",
 	    [RDM_MSG_NOP_REQ] = "NOP_REQ",     [RDM_MSG_NOP] = "NOP",
+	    [RDM_MSG_BYE_REQ] = "BYE_REQ",     [RDM_MSG_BYE] = "BYE",
 	};
 
 	if (type < sizeof(names) / sizeof(names[0]) && names[type])

@@ -4,7 +4,8 @@
  * by the library's own writer, so each fuzzer starts from inputs that reach
  * deep into the loader instead of dying at the magic.
  *
- *   make-seeds <dir>     writes <dir>/fuzz_load/ and <dir>/fuzz_stream/
+ *   make-seeds <dir>     writes <dir>/fuzz_load/, fuzz_stream/, fuzz_ram/,
+ *                        fuzz_lanes/, fuzz_rdma_ctrl/ and fuzz_uri/
  *                        (created if missing); fuzz_inspect starts from
  *                        the fuzz_load seeds, which are streams too
  *
@@ -19,11 +20,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <ferry/engine.h>
 #include <ferry/error.h>
 #include <ferry/savevm.h>
 #include <ferry/stream.h>
 
 #include "fuzz_devices.h"
+#include "fuzz_lanes.h"
+#include "fuzz_ram.h"
+#include "rdma/internal.h"
 
 /* What fuzz_load configures when a stream carries capabilities. */
 static const char *const fuzz_caps[] = {"x-ferry-fuzz"};
@@ -210,6 +215,300 @@ static int stream_seeds(const char *dir, const uint8_t *s, size_t slen)
 	return write_file(dir, "fuzz_stream", "empty-program", buf, 17);
 }
 
+/* ---- fuzz_ram ----------------------------------------------------------------------------- */
+
+#define RAM_ZERO     0x002u
+#define RAM_MEM_SIZE 0x004u
+#define RAM_PAGE     0x008u
+#define RAM_EOS	     0x010u
+#define RAM_CONTINUE 0x020u
+#define RAM_FLUSH    0x200u
+
+static void ram_page(struct ferry_writer *w, const char *block, uint64_t page, bool zero,
+		     uint8_t fill)
+{
+	uint8_t buf[4096];
+
+	ferry_put_be64(w, (page << 12) | (zero ? RAM_ZERO : RAM_PAGE) | (block ? 0 : RAM_CONTINUE));
+	if (block)
+		ferry_put_cstr(w, block);
+	if (zero) {
+		ferry_put_u8(w, 0);
+		return;
+	}
+	for (size_t i = 0; i < sizeof(buf); i++)
+		buf[i] = (uint8_t)(fill + i * 7);
+	ferry_put_buffer(w, buf, sizeof(buf));
+}
+
+static void ram_sep(struct ferry_writer *w)
+{
+	ferry_put_buffer(w, FZ_RAM_SEP, FZ_RAM_SEP_LEN);
+}
+
+static void ram_block_list(struct ferry_writer *w)
+{
+	ferry_put_be64(w, (uint64_t)(FZ_RAM_BLOCK0_LEN + FZ_RAM_BLOCK1_LEN) | RAM_MEM_SIZE);
+	ferry_put_cstr(w, FZ_RAM_BLOCK0);
+	ferry_put_be64(w, FZ_RAM_BLOCK0_LEN);
+	ferry_put_cstr(w, FZ_RAM_BLOCK1);
+	ferry_put_be64(w, FZ_RAM_BLOCK1_LEN);
+	ferry_put_be64(w, RAM_EOS);
+}
+
+/* Load @p as fuzz_ram does; a seed that does not load is a bug here. */
+static int check_ram_loads(const uint8_t *p, size_t len)
+{
+	static uint8_t b0[FZ_RAM_BLOCK0_LEN] __attribute__((aligned(4096)));
+	static uint8_t b1[FZ_RAM_BLOCK1_LEN] __attribute__((aligned(4096)));
+	struct ferry_ram_block rb0 = {.name = FZ_RAM_BLOCK0,
+				      .host = b0,
+				      .length = FZ_RAM_BLOCK0_LEN,
+				      .page_size = 4096,
+				      .numa_node = -1};
+	struct ferry_ram_block rb1 = {.name = FZ_RAM_BLOCK1,
+				      .host = b1,
+				      .length = FZ_RAM_BLOCK1_LEN,
+				      .page_size = 4096,
+				      .numa_node = -1};
+	struct ferry_load_config cfg = {.vmdesc_mode = FERRY_VMDESC_NONE};
+	struct ferry_engine *eng = NULL;
+	struct ferry_writer *w = NULL;
+	struct ferry_reader *r = NULL;
+	const uint8_t *s;
+	size_t slen;
+	int ret = ferry_engine_create(&eng);
+
+	/* add_ram returns the block's index. */
+	if (!ret && ferry_engine_add_ram(eng, &rb0) < 0)
+		ret = -EINVAL;
+	if (!ret && ferry_engine_add_ram(eng, &rb1) < 0)
+		ret = -EINVAL;
+	if (!ret)
+		ret = ferry_writer_create_mem(0, &w);
+	if (!ret) {
+		fz_ram_frame(w, p, len);
+		s = ferry_writer_mem_data(w, &slen);
+		ret = ferry_reader_create_mem(s, slen, &r);
+	}
+	if (!ret) {
+		ret = ferry_load(r, ferry_engine_devices(eng), &cfg);
+		if (ret)
+			fprintf(stderr, "fuzz_ram seed does not load: %s\n",
+				ferry_reader_errmsg(r));
+	}
+	if (ret)
+		fprintf(stderr, "fuzz_ram seed: %s\n", ferry_strerror(ret));
+	ferry_reader_destroy(r);
+	ferry_writer_destroy(w);
+	ferry_engine_destroy(eng);
+	return ret;
+}
+
+static int ram_seed(const char *dir, const char *name, struct ferry_writer *w)
+{
+	size_t len;
+	const uint8_t *p = ferry_writer_mem_data(w, &len);
+	int ret = check_ram_loads(p, len);
+
+	if (!ret)
+		ret = write_file(dir, "fuzz_ram", name, p, len);
+	ferry_writer_destroy(w);
+	return ret;
+}
+
+/*
+ * The records engine/ram.c writes: the block list in START, pages of both
+ * blocks (named, then CONTINUE), zero pages, a round's MULTIFD_FLUSH, EOS.
+ */
+static int ram_seeds(const char *dir)
+{
+	struct ferry_writer *w;
+
+	if (ferry_writer_create_mem(0, &w) < 0)
+		return -1;
+	ram_block_list(w);
+	ram_sep(w);
+	ram_page(w, FZ_RAM_BLOCK0, 0, false, 1);
+	ram_page(w, NULL, 1, true, 0);
+	ram_page(w, NULL, 15, false, 2);
+	ram_page(w, FZ_RAM_BLOCK1, 3, false, 3);
+	ferry_put_be64(w, RAM_FLUSH);
+	ferry_put_be64(w, RAM_EOS);
+	ram_sep(w);
+	ram_page(w, FZ_RAM_BLOCK0, 2, true, 0);
+	ram_page(w, NULL, 3, false, 4);
+	ferry_put_be64(w, RAM_EOS);
+	if (ram_seed(dir, "rounds", w) < 0)
+		return -1;
+
+	if (ferry_writer_create_mem(0, &w) < 0)
+		return -1;
+	ram_block_list(w);
+	ram_sep(w);
+	ram_page(w, FZ_RAM_BLOCK1, 0, true, 0);
+	ferry_put_be64(w, RAM_EOS);
+	return ram_seed(dir, "setup-end", w);
+}
+
+/* ---- fuzz_lanes --------------------------------------------------------------------------- */
+
+struct buf {
+	uint8_t p[64 * 1024];
+	size_t n;
+};
+
+static void lane_pages(struct buf *b, uint32_t block, uint64_t seq, const uint64_t (*data)[2],
+		       uint16_t ndata, const uint64_t (*zero)[2], uint16_t nzero)
+{
+	uint32_t dp = 0, zp = 0;
+	uint8_t *hdr = b->p + b->n;
+
+	b->n += FZ_LANES_PKT_LEN;
+	for (uint16_t i = 0; i < ndata; i++, b->n += FZ_LANES_RUN_LEN) {
+		fz_lanes_run(b->p + b->n, data[i][0], (uint32_t)data[i][1]);
+		dp += (uint32_t)data[i][1];
+	}
+	for (uint16_t i = 0; i < nzero; i++, b->n += FZ_LANES_RUN_LEN) {
+		fz_lanes_run(b->p + b->n, zero[i][0], (uint32_t)zero[i][1]);
+		zp += (uint32_t)zero[i][1];
+	}
+	fz_lanes_pkt(hdr, FZ_PKT_PAGES, block, ndata, nzero, dp, zp, seq);
+	for (uint32_t i = 0; i < dp * 4096u; i++)
+		b->p[b->n++] = (uint8_t)(i * 13 + seq);
+}
+
+static void lane_ctl(struct buf *b, uint16_t type, uint64_t seq)
+{
+	fz_lanes_pkt(b->p + b->n, type, 0, 0, 0, 0, 0, seq);
+	b->n += FZ_LANES_PKT_LEN;
+}
+
+/* What a source lane sends (byte 0 even: fuzz_lanes sends the HELLO itself). */
+static int lanes_seeds(const char *dir)
+{
+	static const uint64_t d0[][2] = {{0, 2}, {5, 1}}, z0[][2] = {{8, 3}}, d1[][2] = {{3, 1}};
+	static struct buf b;
+
+	b.n = 0;
+	b.p[b.n++] = 0;
+	lane_pages(&b, 0, 1, d0, 2, z0, 1);
+	lane_ctl(&b, FZ_PKT_SYNC, 1);
+	lane_pages(&b, 1, 2, d1, 1, NULL, 0);
+	lane_ctl(&b, FZ_PKT_SYNC, 2);
+	lane_ctl(&b, FZ_PKT_END, 0);
+	if (write_file(dir, "fuzz_lanes", "pages-sync-end", b.p, b.n) < 0)
+		return -1;
+
+	b.n = 0;
+	b.p[b.n++] = 1;
+	fz_lanes_hello(b.p + b.n, 0, 1);
+	b.n += FZ_LANES_HELLO_LEN;
+	lane_pages(&b, 0, 1, NULL, 0, z0, 1);
+	lane_ctl(&b, FZ_PKT_SYNC, 1);
+	lane_ctl(&b, FZ_PKT_END, 0);
+	return write_file(dir, "fuzz_lanes", "own-hello-zero", b.p, b.n);
+}
+
+/* ---- fuzz_rdma_ctrl ----------------------------------------------------------------------- */
+
+static int rdma_seed(const char *dir, const char *name, uint8_t mode, const void *p, size_t len)
+{
+	static uint8_t buf[1 + RDM_CTRL_BUF];
+
+	buf[0] = mode;
+	memcpy(buf + 1, p, len);
+	return write_file(dir, "fuzz_rdma_ctrl", name, buf, 1 + len);
+}
+
+/* One of each message the RDMA lanes exchange, and both private data. */
+static int rdma_seeds(const char *dir)
+{
+	static uint8_t w[RDM_CTRL_BUF];
+	const struct rdm_msg msgs[] = {
+	    {.type = RDM_MSG_HELLO_REQ,
+	     .req = 1,
+	     .u.hello_req = {.version = RDM_VERSION, .lane = 2}},
+	    {.type = RDM_MSG_HELLO,
+	     .req = 1,
+	     .u.hello = {.version = RDM_VERSION,
+			 .reg = 1,
+			 .chunk_size = 1 << 20,
+			 .lane_budget = 64,
+			 .n_blocks = 2}},
+	    {.type = RDM_MSG_TABLE_REQ, .req = 2, .u.table_req = {.first = 0, .max = 8}},
+	    {.type = RDM_MSG_REG_REQ, .req = 3, .u.chunk = {.block = 1, .chunk = 4}},
+	    {.type = RDM_MSG_REG,
+	     .req = 3,
+	     .u.chunk = {.block = 1,
+			 .rkey = 0x1234,
+			 .chunk = 4,
+			 .addr = 0x7f0000400000,
+			 .length = 1 << 20}},
+	    {.type = RDM_MSG_UNREG_REQ, .req = 4, .u.chunk = {.block = 1, .chunk = 4}},
+	    {.type = RDM_MSG_FLUSH_REQ, .req = 5, .u.flush = {.tag = 9, .seq = 17}},
+	    {.type = RDM_MSG_FLUSH, .req = 5, .status = RDM_ST_RANGE, .u.flush = {.tag = 9}},
+	    {.type = RDM_MSG_NOP_REQ, .req = 6},
+	    {.type = RDM_MSG_BYE_REQ, .req = 7},
+	};
+	const struct rdm_table_entry e[2] = {{.addr = 0x7f0000000000, .length = 1 << 24, .rkey = 7},
+					     {.addr = 0x7f0001000000, .length = 1 << 16}};
+	struct rdm_conn_req req = {.version = RDM_VERSION, .lane = 1, .lanes = 4};
+	char name[32];
+	uint32_t n;
+
+	for (size_t i = 0; i < sizeof(msgs) / sizeof(msgs[0]); i++) {
+		n = rdm_msg_to_wire(&msgs[i], w);
+		snprintf(name, sizeof(name), "msg-%s", rdm_msg_name(msgs[i].type));
+		if (!n || rdma_seed(dir, name, 0, w, n) < 0)
+			return -1;
+	}
+	n = rdm_table_to_wire(2, 0, 0, e, 2, w);
+	if (!n || rdma_seed(dir, "msg-table", 0, w, n) < 0)
+		return -1;
+	memcpy(req.id, "rdma-seed-id-016", sizeof(req.id));
+	rdm_conn_req_to_wire(&req, w);
+	if (rdma_seed(dir, "conn-req", 2, w, RDM_CONN_REQ_LEN) < 0)
+		return -1;
+	/* With the authenticator tag keyed from the TLS session (docs/security-tls.md). */
+	req.has_auth = true;
+	memset(req.auth, 0xa7, sizeof(req.auth));
+	rdm_conn_req_to_wire(&req, w);
+	if (rdma_seed(dir, "conn-req-auth", 2, w, RDM_CONN_REQ_LEN) < 0)
+		return -1;
+	rdm_conn_reply_to_wire(RDM_REJ_ID, 4, w);
+	return rdma_seed(dir, "conn-reply", 3, w, RDM_CONN_REPLY_LEN);
+}
+
+/* ---- fuzz_uri ----------------------------------------------------------------------------- */
+
+/* URIs of every scheme and form, as the channels_uri suite uses them. */
+static int uri_seeds(const char *dir)
+{
+	static const char *const uris[] = {
+	    "tcp:127.0.0.1:4444",
+	    "tcp:[::1]:0",
+	    "tcp::5555",
+	    "tcp:host.example:65535",
+	    "unix:/tmp/ferry.sock",
+	    "fd:42",
+	    "file:/tmp/vm.state",
+	    "file:/tmp/a,b,offset=0x7ffffffffffff000",
+	    "file:/tmp/vm.state,offset=4096",
+	    "exec:gzip -c | ssh host 'cat > a:b'",
+	    "rdma:192.168.0.1:4444",
+	    "rdma:[fe80::1]:1",
+	};
+	char name[16];
+
+	for (size_t i = 0; i < sizeof(uris) / sizeof(uris[0]); i++) {
+		snprintf(name, sizeof(name), "uri-%02zu", i);
+		if (write_file(dir, "fuzz_uri", name, uris[i], strlen(uris[i])) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	uint8_t *full = NULL, *bare = NULL, *sample = NULL;
@@ -239,7 +538,8 @@ int main(int argc, char **argv)
 	if (write_file(argv[1], "fuzz_load", "full.qevm", full, full_len) ||
 	    write_file(argv[1], "fuzz_load", "bare.qevm", bare, bare_len) ||
 	    write_file(argv[1], "fuzz_load", "sample.qevm", sample, sample_len) ||
-	    stream_seeds(argv[1], full, full_len))
+	    stream_seeds(argv[1], full, full_len) || ram_seeds(argv[1]) || lanes_seeds(argv[1]) ||
+	    rdma_seeds(argv[1]) || uri_seeds(argv[1]))
 		goto out;
 	ret = 0;
 out:
