@@ -53,6 +53,8 @@ void bench_spec_init(struct bench_spec *s)
 	s->ceiling_ms = 2000;
 }
 
+static void say(char *why, size_t len, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
 static void say(char *why, size_t len, const char *fmt, ...)
 {
 	va_list ap;
@@ -235,8 +237,8 @@ int bench_spec_set(struct bench_spec *s, const char *name, const char *value, ch
 	for (size_t i = 0; i < sizeof(dims) / sizeof(dims[0]); i++)
 		if (strcmp(name, dims[i].name) == 0)
 			return parse_list(&dims[i], value,
-					  (struct bench_list *)((char *)s + dims[i].off), why,
-					  whylen);
+					  (struct bench_list *)(void *)((char *)s + dims[i].off),
+					  why, whylen);
 	if (strcmp(name, "msg-size") == 0) {
 		if (parse_size(value, &v) < 0 || v < 4096 || v > 64 * MIB)
 			goto bad;
