@@ -13,6 +13,9 @@
 #       format    clang-format --dry-run -Werror over the project's .c/.h
 #       asan      fresh build-asan/ (-DFERRY_SANITIZE=address,undefined), all of ferry-tests
 #       valgrind  memcheck on a subset of ferry-tests (FERRY_VALGRIND_FILTER)
+#       tsan      fresh build-tsan/ (-DFERRY_SANITIZE=thread, no tests: Criterion
+#                 cannot start under TSan), migrations between two TSan-built
+#                 ferry processes (tests/tsan/run.sh)
 #       clang     fresh build-fuzz/ with clang and -DFERRY_FUZZ=ON (warnings counted)
 #       fuzz      each libFuzzer target for FERRY_FUZZ_SECONDS, from tests/fuzz/corpus/
 #       rig       tests/rig/smoke.sh (soft-RoCE in QEMU) when it exists, then the
@@ -61,6 +64,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT" || exit 1
 export ROOT
 export BUILD=$ROOT/build ASAN_BUILD=$ROOT/build-asan FUZZ_BUILD=$ROOT/build-fuzz
+export TSAN_BUILD=$ROOT/build-tsan
 export LOGS=$BUILD/logs
 export FERRY_JOBS=${FERRY_JOBS:-$(nproc 2>/dev/null || echo 2)}
 export FERRY_FUZZ_SECONDS=${FERRY_FUZZ_SECONDS:-60}
@@ -464,6 +468,21 @@ job_rig() {
 	return "$rc"
 }
 
+# ThreadSanitizer: the CLI's migrations through the threaded paths (worker pool,
+# dirty log against running vCPUs, watchdog, cancel); see tests/tsan/run.sh.
+job_tsan() {
+	local out
+	rm -rf "$TSAN_BUILD"
+	cmake -S "$ROOT" -B "$TSAN_BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+		-DFERRY_SANITIZE=thread -DFERRY_TESTS=OFF >/dev/null &&
+		cmake --build "$TSAN_BUILD" -j "$FERRY_JOBS" --target ferry-cli || return 1
+	out=$(FERRY_TSAN_BUILD=$TSAN_BUILD bash "$ROOT/tests/tsan/run.sh" 2>&1)
+	local rc=$?
+	echo "$out"
+	echo "NOTE: $(grep -a '^tsan: ' <<<"$out" | tail -n 1)"
+	return "$rc"
+}
+
 # KVM suites: on the host when /dev/kvm answers (the final run has them), else
 # inside the rig's QEMU guest with nested KVM (77 from the script: skipped).
 job_kvm() {
@@ -488,7 +507,7 @@ job_packages_exported() {
 	job_packages
 }
 export -f job_packages job_packages_exported job_build job_format job_asan job_valgrind \
-	job_clang job_fuzz job_rig job_kvm missing_packages seed_dir synthesis asan_report_is_criterions \
+	job_clang job_fuzz job_rig job_kvm job_tsan missing_packages seed_dir synthesis asan_report_is_criterions \
 	vg_log_is_bad
 
 # ---- main --------------------------------------------------------------------------
@@ -534,6 +553,7 @@ fi
 run_job format 300
 run_job asan 1800
 run_job valgrind 1200
+run_job tsan 900
 run_job clang 1200
 run_job fuzz $((FERRY_FUZZ_SECONDS * 4 + 300))
 run_job rig 1500
