@@ -19,7 +19,8 @@
 	X(send, "live-migrate a synthetic guest to a URI (tcp:, unix:, file:, exec:, fd:)")        \
 	X(listen, "receive a synthetic guest from `ferry send` and verify every page")             \
 	X(sample, "write a savevm v3 stream of the sample devices to a file")                      \
-	X(inspect, "decode a savevm v3 stream (ferry's or QEMU's) and print it as JSON")
+	X(inspect, "decode a savevm v3 stream (ferry's or QEMU's) and print it as JSON")           \
+	X(bench, "run a matrix of verified migrations against the fabric's ceiling, with reports")
 
 #define FERRY_CLI_DECLARE_(name, help) int ferry_cmd_##name(int argc, char **argv);
 FERRY_CLI_COMMANDS(FERRY_CLI_DECLARE_)

@@ -5,7 +5,8 @@
  * deep into the loader instead of dying at the magic.
  *
  *   make-seeds <dir>     writes <dir>/fuzz_load/, fuzz_stream/, fuzz_ram/,
- *                        fuzz_lanes/, fuzz_rdma_ctrl/ and fuzz_uri/
+ *                        fuzz_lanes/, fuzz_rdma_ctrl/, fuzz_uri/ and
+ *                        fuzz_bench_ctrl/
  *                        (created if missing); fuzz_inspect starts from
  *                        the fuzz_load seeds, which are streams too
  *
@@ -25,6 +26,7 @@
 #include <ferry/savevm.h>
 #include <ferry/stream.h>
 
+#include "ctrl.h"
 #include "fuzz_devices.h"
 #include "fuzz_lanes.h"
 #include "fuzz_ram.h"
@@ -509,6 +511,60 @@ static int uri_seeds(const char *dir)
 	return 0;
 }
 
+/* fuzz_bench_ctrl seeds: one valid message of each type of bench/ctrl.h. */
+static int bench_ctrl_seeds(const char *dir)
+{
+	struct bench_msg m[8];
+	uint8_t buf[BENCH_CTRL_MAX];
+	char name[24];
+
+	memset(m, 0, sizeof(m));
+	m[0].type = BENCH_MSG_HELLO;
+	m[0].u.hello.max_ram = 4ull << 30;
+	m[1].type = BENCH_MSG_RUN;
+	m[1].u.run.sc = (struct bench_scenario){.index = 3,
+						.ram_bytes = 256u << 20,
+						.dirty_rate = 50u << 20,
+						.pattern = BENCH_PATTERN_HOT,
+						.transport = BENCH_TR_RDMA,
+						.channels = 2,
+						.reg = 1,
+						.page_size = 4096,
+						.downtime_ms = 300,
+						.vcpus = 2};
+	m[1].u.run.rep = 1;
+	m[1].u.run.seed = 42;
+	m[1].u.run.timeout_ms = 120000;
+	m[2].type = BENCH_MSG_READY;
+	m[2].u.ready.port = 4481;
+	m[3].type = BENCH_MSG_RESULT;
+	m[3].u.result.verified = 1;
+	strcpy(m[3].u.result.status, "completed");
+	m[3].u.result.cpu_us = 250000;
+	m[3].u.result.registration_us = 6500;
+	strcpy(m[3].u.result.verify_error, "");
+	m[4].type = BENCH_MSG_CEIL;
+	m[4].u.ceil.transport = BENCH_TR_TCP;
+	m[4].u.ceil.streams = 2;
+	m[4].u.ceil.msg_size = 2u << 20;
+	m[4].u.ceil.ms = 2000;
+	m[5].type = BENCH_MSG_CEIL_RESULT;
+	m[5].u.ceil_result.bytes = 1ull << 32;
+	m[5].u.ceil_result.ns = 2000000000;
+	m[6].type = BENCH_MSG_ERROR;
+	m[6].u.error.code = -22;
+	strcpy(m[6].u.error.msg, "guest larger than --max-ram");
+	m[7].type = BENCH_MSG_BYE;
+	for (int i = 0; i < 8; i++) {
+		int len = bench_msg_to_wire(&m[i], buf, sizeof(buf));
+
+		snprintf(name, sizeof(name), "msg-%d", m[i].type);
+		if (len < 0 || write_file(dir, "fuzz_bench_ctrl", name, buf, (size_t)len) < 0)
+			return -1;
+	}
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	uint8_t *full = NULL, *bare = NULL, *sample = NULL;
@@ -539,7 +595,7 @@ int main(int argc, char **argv)
 	    write_file(argv[1], "fuzz_load", "bare.qevm", bare, bare_len) ||
 	    write_file(argv[1], "fuzz_load", "sample.qevm", sample, sample_len) ||
 	    stream_seeds(argv[1], full, full_len) || ram_seeds(argv[1]) || lanes_seeds(argv[1]) ||
-	    rdma_seeds(argv[1]) || uri_seeds(argv[1]))
+	    rdma_seeds(argv[1]) || uri_seeds(argv[1]) || bench_ctrl_seeds(argv[1]))
 		goto out;
 	ret = 0;
 out:
