@@ -83,7 +83,7 @@ export DEBIAN_FRONTEND=noninteractive
 # without its sanitizer and libFuzzer runtimes.
 PACKAGES=(build-essential cmake pkg-config git clang clang-format libclang-rt-dev
 	libcriterion-dev libjansson-dev libibverbs-dev librdmacm-dev libnuma-dev libhwloc-dev
-	numactl hwloc iperf3 valgrind qemu-system-x86 python3 libgnutls28-dev gnutls-bin)
+	numactl hwloc iperf3 valgrind qemu-system-x86 python3 libgnutls28-dev gnutls-bin gnuplot-nox)
 # What the soft-RoCE rig needs (docs: RIGS.md), when the rig is in the tree;
 # tests/rig/packages (one name per line, # comments) may add more.
 if [[ $MODE == test && -f $ROOT/tests/rig/smoke.sh ]]; then
