@@ -283,6 +283,7 @@ int bench_run_local(const struct bench_options *o)
 	struct bench_scenario *sc = NULL;
 	struct progress pr = {.on = !o->quiet, .tty = isatty(STDERR_FILENO) == 1};
 	struct out out;
+	int status;
 	int n = bench_matrix_expand(sp, &sc);
 
 	if (n < 0) {
@@ -378,9 +379,10 @@ int bench_run_local(const struct bench_options *o)
 	if (g_stop && !o->quiet)
 		fprintf(stderr, "\nferry bench: interrupted; keeping the %zu runs that finished\n",
 			out.n);
+	status = finish_status(&out); /* before out_close() frees the results */
 	out_close(&out, o->quiet);
 	free(sc);
-	return finish_status(&out);
+	return status;
 }
 
 /* ---- peer (the source) -------------------------------------------------------- */
@@ -528,6 +530,7 @@ int bench_run_peer(const struct bench_options *o)
 	struct progress pr = {.on = !o->quiet, .tty = isatty(STDERR_FILENO) == 1};
 	struct bench_msg m;
 	struct out out;
+	int status;
 	char host[256], port[16];
 	uint64_t max_ram;
 	int n, fd = -ECONNREFUSED, ret;
@@ -655,10 +658,11 @@ done:
 	if (g_stop && !o->quiet)
 		fprintf(stderr, "\nferry bench: interrupted; keeping the %zu runs that finished\n",
 			out.n);
+	status = finish_status(&out); /* before out_close() frees the results */
 	out_close(&out, o->quiet);
 	close(fd);
 	free(sc);
-	return ret ? 1 : finish_status(&out);
+	return ret ? 1 : status;
 fail:
 	close(fd);
 	free(sc);

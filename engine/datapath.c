@@ -1016,6 +1016,23 @@ static int dp_use_accept(struct ferry_engine *eng)
 
 /* ---- both ------------------------------------------------------------------------------ */
 
+/*
+ * The destination's load succeeded: every lane's last round is in place and
+ * nothing more may arrive. From now on a lane that ends, however it ends, is
+ * expected (the source ends its lanes once it has the destination's answer).
+ */
+void eng_dp_quiesce(struct ferry_engine *eng)
+{
+	struct eng_dp *dp = &eng->dp;
+
+	if (!dp->lanes)
+		return;
+	pthread_mutex_lock(&dp->lock);
+	atomic_store(&dp->quit, true);
+	pthread_cond_broadcast(&dp->cond);
+	pthread_mutex_unlock(&dp->lock);
+}
+
 void eng_dp_stop(struct ferry_engine *eng, bool graceful)
 {
 	struct eng_dp *dp = &eng->dp;

@@ -76,8 +76,15 @@ void *eng_dest_thread(void *arg)
 			pthread_mutex_unlock(&eng->lock);
 		}
 		pthread_mutex_unlock(&eng->conn_lock);
-		/* Everything landed (or never will): the lanes and their workers go. */
-		eng_dp_stop(eng, false);
+		/*
+		 * Everything landed: answer first, so the source's downtime does not
+		 * include tearing the lanes down (they go below). Or it never will:
+		 * the lanes and their workers go now, before the answer.
+		 */
+		if (ret == 0)
+			eng_dp_quiesce(eng);
+		else
+			eng_dp_stop(eng, false);
 		if (ret < 0)
 			eng_fail(eng, ret, "loading the stream failed: %s",
 				 ferry_reader_errmsg(eng->conn.r)[0]

@@ -265,6 +265,7 @@ int eng_dp_prepare_source(struct ferry_engine *eng);
 int eng_dp_connect(struct ferry_engine *eng);
 int eng_dp_accept(struct ferry_engine *eng);
 void eng_dp_stop(struct ferry_engine *eng, bool graceful);
+void eng_dp_quiesce(struct ferry_engine *eng);
 void eng_dp_abort(struct ferry_engine *eng); /* conn_lock held */
 uint64_t eng_dp_wire_bytes(struct ferry_engine *eng);
 /* The current lanes' wire bytes alone, a progress counter (watchdog); conn_lock held. */

@@ -299,12 +299,21 @@ static int run_source(struct ferry_engine *eng, bool *log_started)
 	update_transferred(eng);
 	if (ret < 0)
 		return ret;
-	/* Every lane flushed its last round: end them normally. */
-	eng_dp_stop(eng, true);
-	if (eng->conn.has_return_path)
+	if (eng->conn.has_return_path) {
+		/*
+		 * Every lane's last round was flushed before the END section, and
+		 * the destination stops its lanes as soon as its load ends, before
+		 * it answers. So the lanes end without a goodbye once the answer is
+		 * in: an RDMA lane's BYE would wait (2 s) for an acknowledgement
+		 * that never comes, inside the downtime.
+		 */
 		ret = wait_for_destination(eng);
-	else
+		eng_dp_stop(eng, false);
+	} else {
+		/* Every lane flushed its last round: end them normally. */
+		eng_dp_stop(eng, true);
 		ret = eng_conn_finish(eng);
+	}
 	return ret;
 }
 

@@ -129,7 +129,10 @@ int rdm_fail_set(struct rdm_fail *f, int err, const char *fmt, ...)
 		was_first = true;
 	}
 	pthread_mutex_unlock(&f->lock);
-	if (was_first)
+	/* An abort is asked for (a cancel, or the engine ending the lanes): not an error. */
+	if (was_first && err == -ECANCELED)
+		rdm_dbg("%s", msg);
+	else if (was_first)
 		rdm_err("%s (%s)", msg, ferry_strerror(err));
 	else
 		rdm_dbg("after the first failure: %s (%s)", msg, ferry_strerror(err));

@@ -448,6 +448,8 @@ struct rdm_lane {
 	struct ibv_cq *cq;
 	struct ibv_qp *qp;
 	bool connected;
+	/* The destination disconnected and the monitor answered (source side). */
+	atomic_bool peer_gone;
 	struct rdm_ctrl ctrl;
 	uint32_t recv_posted;
 	/* The send slot of each control message posted: the ring position it covers. */

@@ -225,6 +225,15 @@ static void *monitor_main(void *arg)
 			case RDMA_CM_EVENT_DISCONNECTED:
 				rdm_src_fail(src, -ECONNRESET,
 					     "lane %u: the destination disconnected", lane);
+				/*
+				 * Answer the destination's disconnect now: it waits for
+				 * the answer, and the close below must not wait for an
+				 * event this thread has already taken.
+				 */
+				if (l) {
+					rdma_disconnect(ev->id);
+					atomic_store(&l->peer_gone, true);
+				}
 				break;
 			case RDMA_CM_EVENT_DEVICE_REMOVAL:
 				rdm_src_fail(src, -ENODEV,
@@ -456,7 +465,7 @@ static void disconnect_all(struct ferry_rdma_source *src)
 	for (uint32_t i = 0; src->lanes && i < src->n_lanes; i++) {
 		struct rdm_lane *l = &src->lanes[i];
 
-		if (!l->connected)
+		if (!l->connected || atomic_load(&l->peer_gone))
 			continue;
 		if (rdma_disconnect(l->id))
 			rdm_dbg("lane %u: rdma_disconnect: %s", i, strerror(errno));
