@@ -276,7 +276,8 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 
 	memset(o, 0, sizeof(*o));
 	o->g.ram_bytes = 256ull << 20;
-	o->g.vcpus = source ? 2 : 0;
+	/* On the destination: the source's vCPU count, which the A-B check needs. */
+	o->g.vcpus = 2;
 	o->g.dirty_rate = 0;
 	o->g.fill_seed = 42;
 	o->p.machine = "ferry-synthetic";
@@ -428,10 +429,12 @@ static const char send_usage[] =
     "See docs/security-tls.md.\n";
 
 static const char listen_usage[] =
-    "usage: ferry listen URI [--ram SIZE] [--pattern P] [--seed N] [--timeout MS] [--json]\n"
+    "usage: ferry listen URI [--ram SIZE] [--vcpus N] [--pattern P] [--seed N] [--timeout MS]\n"
+    "                        [--json]\n"
     "                        [--huge] [--topology T] [--rdma-reg auto|pin-all|chunked|odp]\n"
     "                        [--tls-creds DIR [--tls-verify-peer] | --tls-psk FILE]\n"
-    "Receive a synthetic guest from `ferry send` (same --ram, --pattern and --seed) and\n"
+    "Receive a synthetic guest from `ferry send` (same --ram, --vcpus (default 2 on both),\n"
+    "--pattern and --seed) and\n"
     "verify it: the A-B check, every page's contents and every device field. The RAM is\n"
     "populated before the source connects (--huge: with transparent huge pages); data\n"
     "connections are accepted as the source asks (`ferry send --channels N`); with\n"
