@@ -297,7 +297,7 @@ uint32_t rdm_table_to_wire(uint64_t req, uint16_t status, uint32_t first,
 	return len;
 }
 
-void rdm_table_entry_from_wire(const void *buf, uint32_t i, struct rdm_table_entry *e)
+int rdm_table_entry_from_wire(const void *buf, uint32_t i, struct rdm_table_entry *e)
 {
 	struct rdm_wire_table_entry we;
 
@@ -306,6 +306,8 @@ void rdm_table_entry_from_wire(const void *buf, uint32_t i, struct rdm_table_ent
 	e->addr = be64toh(we.addr);
 	e->length = be64toh(we.length);
 	e->rkey = be32toh(we.rkey);
+	/* Reserved bytes that are not zero: a peer of another protocol. */
+	return we.reserved ? -EBADMSG : 0;
 }
 
 int rdm_msg_from_wire(const void *buf, uint32_t len, struct rdm_msg *m, const char **why)

@@ -354,7 +354,8 @@ int rdm_msg_from_wire(const void *buf, uint32_t len, struct rdm_msg *m, const ch
 uint32_t rdm_table_to_wire(uint64_t req, uint16_t status, uint32_t first,
 			   const struct rdm_table_entry *e, uint32_t count, void *buf);
 /* Entries of a decoded TABLE message (already validated by rdm_msg_from_wire). */
-void rdm_table_entry_from_wire(const void *buf, uint32_t i, struct rdm_table_entry *e);
+/* 0, or -EBADMSG when the entry's reserved bytes are not zero (@e is filled either way). */
+int rdm_table_entry_from_wire(const void *buf, uint32_t i, struct rdm_table_entry *e);
 
 /* rdma_cm private data. */
 struct rdm_conn_req {

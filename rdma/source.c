@@ -181,7 +181,10 @@ static int fetch_table(struct ferry_rdma_source *src)
 			struct rdm_table_entry *e = &src->table[first + i];
 			uint64_t len = src->mem.blocks[first + i].length;
 
-			rdm_table_entry_from_wire(l->await_buf, i, e);
+			if (rdm_table_entry_from_wire(l->await_buf, i, e))
+				return rdm_src_fail(src, FERRY_EBADSTREAM,
+						    "block table entry %u: reserved bytes set",
+						    first + i);
 			if (e->length != len)
 				return rdm_src_fail(
 				    src, FERRY_EMISMATCH,

@@ -116,10 +116,15 @@ Test(rdma_wire, table)
 	cr_assert_eq(m.u.table.first, 40);
 	cr_assert_eq(m.u.table.count, RDM_TABLE_PER_MSG);
 	for (uint32_t i = 0; i < RDM_TABLE_PER_MSG; i++) {
-		rdm_table_entry_from_wire(buf, i, &back);
+		cr_assert_eq(rdm_table_entry_from_wire(buf, i, &back), 0);
 		cr_assert(back.addr == e[i].addr && back.length == e[i].length &&
 			  back.rkey == e[i].rkey);
 	}
+	/* An entry's reserved bytes (after its rkey) set: refused. */
+	buf[24 + 2 * 24 + 21] = 1;
+	cr_assert_eq(rdm_table_entry_from_wire(buf, 2, &back), -EBADMSG);
+	cr_assert_eq(rdm_table_entry_from_wire(buf, 1, &back), 0);
+	buf[24 + 2 * 24 + 21] = 0;
 	/* Too many entries are never encoded. */
 	cr_assert_eq(rdm_table_to_wire(9, 0, 0, e, RDM_TABLE_PER_MSG + 1, buf), 0);
 	/* An empty table (the answer to a request out of range) decodes. */
