@@ -72,6 +72,9 @@ struct bench_spec {
 };
 
 /** bench_spec_init() - the defaults: 256M, idle, uniform, tcp, 1 channel, 4k, 300 ms, 3 reps. */
+/* A size or rate ("256M", "1.5G", "100MiB/s"): 0 or -EINVAL. */
+int bench_parse_size(const char *s, uint64_t *out);
+
 void bench_spec_init(struct bench_spec *s);
 
 /**

@@ -66,18 +66,23 @@ static void say(char *why, size_t len, const char *fmt, ...)
 	va_end(ap);
 }
 
-/* A size with an optional binary suffix (k, M, G, T; "iB", "B", "/s" tolerated). */
-static int parse_size(const char *s, uint64_t *out)
+/*
+ * A size or rate: a decimal number (fractions allowed: "1.5G") with an
+ * optional binary suffix k, M, G or T, then "iB", "B" or "/s" tolerated
+ * ("256MiB", "100M/s"). No sign, no spaces, no hex, at most 2^64 - 1.
+ * The one parser of sizes for ferry's command line and bench options.
+ */
+int bench_parse_size(const char *s, uint64_t *out)
 {
 	char *end;
-	unsigned long long v;
+	double v, bytes;
 	uint64_t mult = 1;
 
-	if (*s < '0' || *s > '9')
+	if (!s || *s < '0' || *s > '9' || strchr(s, 'x') || strchr(s, 'X'))
 		return -EINVAL;
 	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno)
+	v = strtod(s, &end);
+	if (errno || end == s)
 		return -EINVAL;
 	switch (*end) {
 	case 'k':
@@ -109,9 +114,10 @@ static int parse_size(const char *s, uint64_t *out)
 		end++;
 	if (strcmp(end, "/s") == 0)
 		end += 2;
-	if (*end || (v && mult > UINT64_MAX / v))
+	bytes = v * (double)mult;
+	if (*end || bytes >= 18446744073709551616.0)
 		return -EINVAL;
-	*out = v * mult;
+	*out = (uint64_t)bytes;
 	return 0;
 }
 
@@ -160,7 +166,7 @@ static int parse_value(const struct dim *d, const char *s, uint64_t *v)
 {
 	switch (d->kind) {
 	case K_SIZE:
-		return parse_size(s, v);
+		return bench_parse_size(s, v);
 	case K_UINT:
 		return parse_uint(s, v);
 	case K_PATTERN:
@@ -240,7 +246,7 @@ int bench_spec_set(struct bench_spec *s, const char *name, const char *value, ch
 					  (struct bench_list *)(void *)((char *)s + dims[i].off),
 					  why, whylen);
 	if (strcmp(name, "msg-size") == 0) {
-		if (parse_size(value, &v) < 0 || v < 4096 || v > 64 * MIB)
+		if (bench_parse_size(value, &v) < 0 || v < 4096 || v > 64 * MIB)
 			goto bad;
 		s->msg_size = v;
 		return 0;

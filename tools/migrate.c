@@ -25,52 +25,11 @@
 
 #include "cli.h"
 #include "guest.h"
+#include "harness.h"
 
 int cli_parse_size(const char *s, uint64_t *out)
 {
-	char *end;
-	double v;
-	uint64_t mult = 1;
-
-	errno = 0;
-	v = strtod(s, &end);
-	if (errno || end == s || v < 0)
-		return -EINVAL;
-	switch (*end) {
-	case 'k':
-	case 'K':
-		mult = 1ull << 10;
-		end++;
-		break;
-	case 'm':
-	case 'M':
-		mult = 1ull << 20;
-		end++;
-		break;
-	case 'g':
-	case 'G':
-		mult = 1ull << 30;
-		end++;
-		break;
-	case 't':
-	case 'T':
-		mult = 1ull << 40;
-		end++;
-		break;
-	default:
-		break;
-	}
-	/* Tolerate "MiB", "MB", "B/s", "/s". */
-	if (*end == 'i')
-		end++;
-	if (*end == 'B' || *end == 'b')
-		end++;
-	if (strcmp(end, "/s") == 0)
-		end += 2;
-	if (*end)
-		return -EINVAL;
-	*out = (uint64_t)(v * (double)mult);
-	return 0;
+	return bench_parse_size(s, out);
 }
 
 static int parse_pattern(const char *s, enum bench_pattern *p)
