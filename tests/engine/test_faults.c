@@ -26,7 +26,8 @@
  * row with an 8 s deadline).
  *
  * The rdma rows run where there is an RDMA device (the soft-RoCE rig:
- * tests/rdma/run-in-rig.sh) and skip with the reason elsewhere. The proxy
+ * tests/rdma/run-in-rig.sh -f 'engine_faults/rdma') and skip with the
+ * reason elsewhere. The proxy
  * stands on the main stream only (it works on TCP bytes and cannot stand
  * between queue pairs): the destination listens on rdma:<device IP>:0, the
  * source migrates to rdma:<proxy>:<proxy port>; both sides are given the
@@ -148,8 +149,11 @@ static const struct bench_guest_attr guest_attr = {
 		t, FX_ITERATE, FX_KILL, FX_DEST_FAILS                                              \
 	}
 
-static struct fx_row net_rows[] = {NET_ROWS(FX_TCP), NET_ROWS(FX_MULTI), RDMA_ROWS(FX_RDMA),
-				   TLS_ROWS(FX_TCP_TLS), TLS_ROWS(FX_MULTI_TLS)};
+static struct fx_row net_rows[] = {NET_ROWS(FX_TCP), NET_ROWS(FX_MULTI), TLS_ROWS(FX_TCP_TLS),
+				   TLS_ROWS(FX_MULTI_TLS)};
+
+/* A test of their own, so the rig can run just these: --filter 'engine_faults/rdma'. */
+static struct fx_row rdma_rows[] = {RDMA_ROWS(FX_RDMA)};
 
 static struct fx_row file_rows[] = {
     {FX_FILE, FX_SETUP, FX_DISK_FULL, FX_DEST_FAILS},
@@ -626,7 +630,19 @@ ParameterizedTestParameters(engine_faults, network)
 	return cr_make_param_array(struct fx_row, net_rows, sizeof(net_rows) / sizeof(net_rows[0]));
 }
 
-ParameterizedTest(struct fx_row *r, engine_faults, network, .timeout = 150)
+ParameterizedTest(struct fx_row *r, engine_faults, network)
+{
+	run_net_row(r);
+}
+
+ParameterizedTestParameters(engine_faults, rdma)
+{
+	return cr_make_param_array(struct fx_row, rdma_rows,
+				   sizeof(rdma_rows) / sizeof(rdma_rows[0]));
+}
+
+/* Where there is an RDMA device; each row's migration has a 60 s deadline there. */
+ParameterizedTest(struct fx_row *r, engine_faults, rdma, .timeout = 150)
 {
 	run_net_row(r);
 }
