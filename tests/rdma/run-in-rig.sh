@@ -4,8 +4,8 @@
 #
 # Usage: tests/rdma/run-in-rig.sh [-b BUILD_DIR] [-f FILTER] [--numa] [-- ferry-tests args...]
 #   -b DIR     build tree with tests/ferry-tests (default: $FERRY_BUILD_DIR or ./build)
-#   -f FILTER  run only this Criterion filter (default: every rdma suite and the rdma
-#              rows of engine_faults, the fault suite last; see guest-suite.sh)
+#   -f FILTER  run only this Criterion filter (default: every rdma suite, the fault
+#              suite last; see guest-suite.sh)
 #   --numa     boot with two NUMA nodes and the NIC on node 1; rdma_device/* then expects
 #              rxe0 on node 1 (e.g. run-in-rig.sh --numa -f 'rdma_device/*')
 #   -t SEC     bound on the whole guest run (default 1200)
