@@ -543,6 +543,7 @@ static int dp_open_source(struct ferry_engine *eng, int timeout_ms)
 	    .flags = eng->params.zerocopy ? FERRY_DP_F_ZEROCOPY : 0,
 	    .timeout_ms = timeout_ms,
 	    .registration = eng->params.rdma_registration,
+	    .port = (uint16_t)eng->params.rdma_port,
 	    .tls = eng->tls,
 	    .tls_hostname = eng->tls_host,
 	};
@@ -812,6 +813,7 @@ static int dp_open_dest(struct ferry_engine *eng)
 	    .peer_gone = dp_source_gone,
 	    .peer_opaque = eng,
 	    .registration = eng->params.rdma_registration,
+	    .port = (uint16_t)eng->params.rdma_port,
 	    .tls = eng->tls,
 	};
 	void *ctx;

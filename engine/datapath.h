@@ -196,6 +196,9 @@ enum ferry_dp_flags {
  * @registration: for transports that register memory (rdma): the strategy,
  *              "auto", "pin-all", "chunked" or "odp"; NULL means "auto".
  *              Others ignore it
+ * @port:       for transports with their own listener (rdma): the port the
+ *              lanes use on the URI's host; 0 = the transport's default
+ *              (rdma: the URI's PORT + 1). Others ignore it
  */
 struct ferry_dp_source_attr {
 	const char *uri;
@@ -211,6 +214,7 @@ struct ferry_dp_source_attr {
 	bool auth;
 	uint8_t auth_key[FERRY_DP_AUTH_KEY_LEN];
 	const char *registration;
+	uint16_t port;
 };
 
 /**
@@ -325,6 +329,7 @@ struct ferry_dp_source_ops {
  * @auth, @auth_key: as in struct ferry_dp_source_attr: a lane that cannot
  *              prove it holds the key is refused
  * @registration: as in struct ferry_dp_source_attr, for this side's memory
+ * @port:       as in struct ferry_dp_source_attr: where this side listens
  */
 struct ferry_dp_dest_attr {
 	const char *uri;
@@ -341,6 +346,7 @@ struct ferry_dp_dest_attr {
 	bool auth;
 	uint8_t auth_key[FERRY_DP_AUTH_KEY_LEN];
 	const char *registration;
+	uint16_t port;
 };
 
 /**

@@ -180,6 +180,11 @@ int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params 
 	if (p->throttle_initial < 0 || p->throttle_initial > 99 || p->throttle_increment < 0 ||
 	    p->throttle_max < 0 || p->throttle_max > 99 || p->channels > FERRY_MAX_CHANNELS)
 		return -EINVAL;
+	if (p->rdma_port > 65535) {
+		eng_log(FERRY_LOG_ERROR, "rdma_port %u: not 0 (PORT + 1) or 1 to 65535",
+			p->rdma_port);
+		return -EINVAL;
+	}
 	if (p->rdma_registration && p->rdma_registration[0] &&
 	    strcmp(p->rdma_registration, "auto") != 0 &&
 	    strcmp(p->rdma_registration, "pin-all") != 0 &&

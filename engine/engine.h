@@ -146,6 +146,13 @@ struct ferry_vcpu_ops {
  *                       link that sends no reset) cannot hold the migration
  *                       forever (default 60000; the wait for a source to
  *                       connect is not counted: @timeout_ms bounds that)
+ * @rdma_port:           rdma: the rdma_cm port of the queue pairs, 1 to
+ *                       65535, on the URI's host; 0 (the default) = the
+ *                       URI's PORT + 1. The destination listens there, the
+ *                       source connects there: both sides must agree (a
+ *                       source in front of a proxy on the main stream names
+ *                       the destination's port). More than 65535 is refused
+ *                       (-EINVAL). docs/rdma.md
  */
 struct ferry_params {
 	uint64_t downtime_limit_ms;
@@ -164,6 +171,7 @@ struct ferry_params {
 	const char *rdma_registration;
 	bool no_fallback;
 	uint64_t stall_timeout_ms;
+	uint32_t rdma_port;
 };
 
 /**
@@ -342,8 +350,8 @@ int ferry_engine_set_event_cb(struct ferry_engine *eng, ferry_event_fn fn, void 
  * ferry_migrate() - start migrating this guest to @uri, asynchronously.
  * @uri: tcp:host:port, unix:path, fd:N, file:path, exec:command, or
  *       rdma:host:port (main stream over TCP to host:port, pages by RDMA
- *       WRITE to the rdma_cm port port + 1, TCP lanes as the fallback;
- *       docs/rdma.md).
+ *       WRITE to the rdma_cm port port + 1, or params.rdma_port, TCP lanes
+ *       as the fallback; docs/rdma.md).
  * @done: called once when the migration ends (may be NULL).
  *
  * Returns 0 when the migration thread started (@done will be called), or a
@@ -356,7 +364,8 @@ int ferry_migrate(struct ferry_engine *eng, const char *uri, ferry_done_fn done,
  * ferry_incoming() - accept a migration from @uri into this engine's RAM and
  * devices, asynchronously. For tcp/unix it listens (ferry_engine_listen_port()
  * gives the port bound for tcp:host:0); rdma:host:port listens for TCP on
- * port and, once the source offers RDMA, for rdma_cm on port + 1 (RAM is
+ * port and, once the source offers RDMA, for rdma_cm on port + 1 or
+ * params.rdma_port (RAM is
  * registered then, as params.rdma_registration says); file: and exec: read a
  * stream.
  * Same return convention as ferry_migrate(). On COMPLETED the embedder

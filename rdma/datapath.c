@@ -52,8 +52,9 @@ static int parse_reg(const char *name, enum ferry_rdma_reg *out)
 	return -EINVAL;
 }
 
-/* HOST and the rdma_cm port (PORT + 1) of an rdma: (or tcp:) URI. */
-static int parse_addr(const char *text, char *host, size_t hostlen, uint16_t *port)
+/* HOST and the rdma_cm port of an rdma: (or tcp:) URI: @explicit_port, or PORT + 1 when 0. */
+static int parse_addr(const char *text, uint16_t explicit_port, char *host, size_t hostlen,
+		      uint16_t *port)
 {
 	struct ferry_uri *uri = malloc(sizeof(*uri));
 	int ret;
@@ -63,14 +64,17 @@ static int parse_addr(const char *text, char *host, size_t hostlen, uint16_t *po
 	ret = ferry_uri_parse(text, uri);
 	if (!ret && uri->scheme != FERRY_URI_RDMA && uri->scheme != FERRY_URI_TCP)
 		ret = FERRY_EBADURI;
-	if (!ret && (uri->port == 0 || uri->port > 65535 - FERRY_RDMA_DP_PORT_OFFSET))
+	if (!ret && !explicit_port &&
+	    (uri->port == 0 || uri->port > 65535 - FERRY_RDMA_DP_PORT_OFFSET))
 		ret = FERRY_EBADURI;
 	if (ret < 0) {
-		rdm_err("rdma data path: %s is not rdma:HOST:PORT with PORT 1 to %d", text,
-			65535 - FERRY_RDMA_DP_PORT_OFFSET);
+		rdm_err("rdma data path: %s is not rdma:HOST:PORT with PORT 1 to %d (or give "
+			"rdma_port)",
+			text, 65535 - FERRY_RDMA_DP_PORT_OFFSET);
 	} else {
 		snprintf(host, hostlen, "%s", uri->host);
-		*port = (uint16_t)(uri->port + FERRY_RDMA_DP_PORT_OFFSET);
+		*port = explicit_port ? explicit_port
+				      : (uint16_t)(uri->port + FERRY_RDMA_DP_PORT_OFFSET);
 	}
 	free(uri);
 	return ret;
@@ -124,7 +128,7 @@ static int rdp_source_create(const struct ferry_dp_source_attr *attr, void **ctx
 	    attr->lanes > FERRY_RDMA_MAX_LANES || !attr->page_size)
 		return -EINVAL;
 	ferry_rdma_source_attr_init(&a);
-	ret = parse_addr(attr->uri, host, sizeof(host), &a.port);
+	ret = parse_addr(attr->uri, attr->port, host, sizeof(host), &a.port);
 	if (!ret)
 		ret = parse_reg(attr->registration, &a.reg);
 	if (ret < 0)
@@ -314,7 +318,7 @@ static int rdp_dest_create(const struct ferry_dp_dest_attr *attr, void **ctx)
 	if (!d)
 		return -ENOMEM;
 	ferry_rdma_dest_attr_init(&d->a);
-	ret = parse_addr(attr->uri, d->host, sizeof(d->host), &d->a.port);
+	ret = parse_addr(attr->uri, attr->port, d->host, sizeof(d->host), &d->a.port);
 	if (!ret)
 		ret = parse_reg(attr->registration, &d->a.reg);
 	if (ret < 0) {

@@ -7,7 +7,8 @@
  *
  * Addresses: for a URI rdma:HOST:PORT the main stream (and the TCP lanes of
  * a fallback) use TCP to HOST:PORT; the queue pairs use the rdma_cm port
- * PORT + 1 on the same host (FERRY_RDMA_DP_PORT_OFFSET). docs/data-path.md.
+ * PORT + 1 on the same host (FERRY_RDMA_DP_PORT_OFFSET), or the engine's
+ * ferry_params.rdma_port when set. docs/data-path.md.
  *
  * The engine picks these ops for rdma: URIs; an embedder never calls them
  * directly.

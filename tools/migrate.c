@@ -222,6 +222,7 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 	    {"topology", required_argument, NULL, 'T'},
 	    {"rdma-reg", required_argument, NULL, 'R'},
 	    {"no-fallback", no_argument, NULL, 'F'},
+	    {"rdma-port", required_argument, NULL, 'D'},
 	    {"non-live", no_argument, NULL, 'N'},
 	    {"tls-creds", required_argument, NULL, 'X'},
 	    {"tls-psk", required_argument, NULL, 'P'},
@@ -310,6 +311,15 @@ static int parse_common(int argc, char **argv, struct opts *o, bool source)
 		case 'F':
 			o->p.no_fallback = true;
 			break;
+		case 'D': {
+			char *end;
+			unsigned long n = strtoul(optarg, &end, 10);
+
+			if (*end || end == optarg || n == 0 || n > 65535)
+				goto bad;
+			o->p.rdma_port = (uint32_t)n;
+			break;
+		}
 		case 'N':
 			o->non_live = true;
 			break;
@@ -367,6 +377,7 @@ static const char send_usage[] =
     "                      [--timeout MS] [--huge] [--seed N] [--json] [--quiet]\n"
     "                      [--channels N] [--zerocopy] [--topology T] [--non-live]\n"
     "                      [--rdma-reg auto|pin-all|chunked|odp] [--no-fallback]\n"
+    "                      [--rdma-port N]\n"
     "                      [--tls-creds DIR [--tls-hostname NAME] | --tls-psk FILE]\n"
     "Migrate a synthetic guest (RAM SIZE, N vCPUs dirtying RATE bytes/s in pattern\n"
     "ab|uniform|hot|sequential) to URI: tcp:HOST:PORT, unix:PATH, rdma:HOST:PORT,\n"
@@ -375,7 +386,8 @@ static const char send_usage[] =
     "unix:; rdma: N queue pairs, default 1), one NUMA-placed worker each; --zerocopy sends\n"
     "them with MSG_ZEROCOPY; --rdma-reg chooses how RAM is registered for RDMA;\n"
     "--no-fallback fails rather than moving the pages over TCP lanes when RDMA cannot be\n"
-    "set up (rdma: uses TCP HOST:PORT for the main stream, rdma_cm port PORT+1);\n"
+    "set up (rdma: uses TCP HOST:PORT for the main stream, rdma_cm port PORT+1 or\n"
+    "--rdma-port N, which must match the destination's);\n"
     "--topology synthetic:DESC|xml:PATH places the workers on a described topology;\n"
     "--non-live migrates a stopped guest (no vCPUs, no dirty log). See docs/data-path.md.\n"
     "TLS (tcp:, unix:; the main stream and every data connection):\n"
@@ -391,13 +403,15 @@ static const char listen_usage[] =
     "usage: ferry listen URI [--ram SIZE] [--vcpus N] [--pattern P] [--seed N] [--timeout MS]\n"
     "                        [--json]\n"
     "                        [--huge] [--topology T] [--rdma-reg auto|pin-all|chunked|odp]\n"
+    "                        [--rdma-port N]\n"
     "                        [--tls-creds DIR [--tls-verify-peer] | --tls-psk FILE]\n"
     "Receive a synthetic guest from `ferry send` (same --ram, --vcpus (default 2 on both),\n"
     "--pattern and --seed) and\n"
     "verify it: the A-B check, every page's contents and every device field. The RAM is\n"
     "populated before the source connects (--huge: with transparent huge pages); data\n"
     "connections are accepted as the source asks (`ferry send --channels N`); with\n"
-    "rdma:HOST:PORT, RDMA queue pairs on the rdma_cm port PORT+1 (RAM registered as\n"
+    "rdma:HOST:PORT, RDMA queue pairs on the rdma_cm port PORT+1 or --rdma-port N (RAM\n"
+    "registered as\n"
     "--rdma-reg says), or TCP lanes when the source falls back.\n"
     "TLS: --tls-creds DIR (DIR/ca-cert.pem, server-cert.pem, server-key.pem) with\n"
     "--tls-verify-peer to require a client certificate signed by the CA, or --tls-psk FILE\n"

@@ -34,11 +34,14 @@ static void px_reset(int fd)
 	close(fd);
 }
 
-static int px_connect(int port)
+static int px_connect(const struct proxy *px, int port)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET,
 				 .sin_port = htons((uint16_t)port),
 				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+
+	if (px->dest_host[0] && inet_pton(AF_INET, px->dest_host, &sa.sin_addr) != 1)
+		return -1;
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
 	if (fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) < 0) {
@@ -187,13 +190,13 @@ static void *px_thread(void *arg)
 				if (idx == px->stray_before && stray < 0) {
 					static const char junk[64] = "GET / HTTP/1.0\r\n\r\n";
 
-					stray = px_connect(px->dest_port);
+					stray = px_connect(px, px->dest_port);
 					if (stray >= 0)
 						px_write(stray, (const uint8_t *)junk,
 							 sizeof(junk));
 				}
 				pairs[npairs] = (struct px_pair){
-				    .c = c, .s = px_connect(px->dest_port), .index = idx};
+				    .c = c, .s = px_connect(px, px->dest_port), .index = idx};
 				if (pairs[npairs].s < 0)
 					close(c);
 				else
@@ -286,6 +289,9 @@ void px_start(struct proxy *px, int dest_port)
 	socklen_t len = sizeof(sa);
 
 	px->dest_port = dest_port;
+	if (px->dest_host[0])
+		cr_assert_eq(inet_pton(AF_INET, px->dest_host, &sa.sin_addr), 1, "%s",
+			     px->dest_host);
 	px->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	cr_assert_geq(px->listen_fd, 0);
 	cr_assert_eq(bind(px->listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);

@@ -66,6 +66,7 @@ struct px_fault {
 
 struct proxy {
 	int listen_fd, port, dest_port;
+	char dest_host[64]; /* the destination's IPv4 address, listened on too; empty: loopback */
 	pthread_t th;
 	atomic_bool stop;
 	int cut_conn;	    /* connection to cut (0 = the main stream, k = lane k-1); -1 none */
@@ -88,7 +89,10 @@ struct proxy {
 
 /* No faults, nothing armed. */
 void px_init(struct proxy *px);
-/* Listen on a free loopback port (px->port) and forward to @dest_port. */
+/*
+ * Listen on a free port (px->port) of loopback, or of px->dest_host when set,
+ * and forward to @dest_port there.
+ */
 void px_start(struct proxy *px, int dest_port);
 /* Let the general fault strike (any thread; idempotent). */
 void px_arm(struct proxy *px);

@@ -25,11 +25,20 @@
  * second; stall rows run with a 1 s stall timeout on both sides (and every
  * row with an 8 s deadline).
  *
- * The rdma rows skip everywhere, with that reason: the proxy works on TCP
- * bytes and cannot stand between RDMA queue pairs. RDMA faults are tested
- * in the soft-RoCE rig by rdma_fault (link and device loss), rdma_failover
- * (queue pairs lost mid-migration, finishing over TCP) and rdma_hostile.
+ * The rdma rows run where there is an RDMA device (the soft-RoCE rig:
+ * tests/rdma/run-in-rig.sh -f 'engine_faults/rdma') and skip with the
+ * reason elsewhere. The proxy
+ * stands on the main stream only (it works on TCP bytes and cannot stand
+ * between queue pairs): the destination listens on rdma:<device IP>:0, the
+ * source migrates to rdma:<proxy>:<proxy port>; both sides are given the
+ * same free rdma_cm port (rdma_port) and the source no_fallback, so a row
+ * can never pass over TCP lanes; the source's stats must say rdma. Rows
+ * that need page bytes on a proxied connection do not apply (see RDMA_ROWS).
+ * Queue-pair faults are tested in the rig by rdma_fault (link and device
+ * loss), rdma_failover (queue pairs lost mid-migration, finishing over TCP)
+ * and rdma_hostile.
  */
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
 #include <criterion/logging.h>
 #include <criterion/parameterized.h>
@@ -39,7 +48,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -47,6 +58,7 @@
 #include <ferry/error.h>
 #include <ferry/log.h>
 
+#include "../rdma/helpers.h"
 #include "bench/guest.h"
 #include "fault_proxy.h"
 
@@ -83,6 +95,9 @@ static const char *const fault_names[] = {"peer killed",    "connection reset", 
 /* A stall is noticed by the stall timeout, however long the run took before it. */
 #define STALL_TIMEOUT 1000
 #define RUN_TIMEOUT   8000
+/* The rdma rows run in a TCG guest: RDMA setup and rxe are slow there. */
+#define RDMA_STALL_TIMEOUT 3000
+#define RDMA_RUN_TIMEOUT   60000
 
 static const struct bench_guest_attr guest_attr = {
     .ram_bytes = RAM_BYTES,
@@ -94,12 +109,20 @@ static const struct bench_guest_attr guest_attr = {
 
 /* ---- the rows ------------------------------------------------------------------------------ */
 
-#define NET_ROWS(t)                                                                                \
+#define NET_ROWS(t) {t, FX_BULK, FX_CORRUPT_PAYLOAD, FX_PAYLOAD_GAP}, RDMA_ROWS(t)
+
+/*
+ * Every network row but the payload byte. For rdma, that is every row that
+ * applies: the proxy stands on the main stream only, which carries no page
+ * bytes there (they go by RDMA WRITE), so a flipped page byte has nowhere to
+ * be flipped; its faults strike the main stream in every phase (during the
+ * rounds it carries PART sections of EOS every 50 ms and the round markers).
+ */
+#define RDMA_ROWS(t)                                                                               \
 	{t, FX_SETUP, FX_KILL, FX_DEST_FAILS}, {t, FX_SETUP, FX_RESET, FX_DEST_FAILS},             \
 	    {t, FX_SETUP, FX_STALL, FX_DEST_FAILS}, {t, FX_SETUP, FX_CORRUPT, FX_DEST_FAILS},      \
 	    {t, FX_BULK, FX_KILL, FX_DEST_FAILS}, {t, FX_BULK, FX_RESET, FX_DEST_FAILS},           \
 	    {t, FX_BULK, FX_STALL, FX_DEST_FAILS}, {t, FX_BULK, FX_CORRUPT, FX_DEST_FAILS},        \
-	    {t, FX_BULK, FX_CORRUPT_PAYLOAD, FX_PAYLOAD_GAP},                                      \
 	    {t, FX_ITERATE, FX_KILL, FX_DEST_FAILS}, {t, FX_ITERATE, FX_RESET, FX_DEST_FAILS},     \
 	    {t, FX_ITERATE, FX_STALL, FX_DEST_FAILS}, {t, FX_ITERATE, FX_CORRUPT, FX_DEST_FAILS},  \
 	    {t, FX_SWITCHOVER, FX_KILL, FX_DEST_FAILS},                                            \
@@ -126,8 +149,11 @@ static const struct bench_guest_attr guest_attr = {
 		t, FX_ITERATE, FX_KILL, FX_DEST_FAILS                                              \
 	}
 
-static struct fx_row net_rows[] = {NET_ROWS(FX_TCP), NET_ROWS(FX_MULTI), NET_ROWS(FX_RDMA),
-				   TLS_ROWS(FX_TCP_TLS), TLS_ROWS(FX_MULTI_TLS)};
+static struct fx_row net_rows[] = {NET_ROWS(FX_TCP), NET_ROWS(FX_MULTI), TLS_ROWS(FX_TCP_TLS),
+				   TLS_ROWS(FX_MULTI_TLS)};
+
+/* A test of their own, so the rig can run just these: --filter 'engine_faults/rdma'. */
+static struct fx_row rdma_rows[] = {RDMA_ROWS(FX_RDMA)};
 
 static struct fx_row file_rows[] = {
     {FX_FILE, FX_SETUP, FX_DISK_FULL, FX_DEST_FAILS},
@@ -153,11 +179,18 @@ struct fx_side {
 	struct bench_guest *guest;
 };
 
+/*
+ * @rdma_port: an rdma row: the rdma_cm port both sides use (and the source
+ * never falls back to TCP lanes); else 0.
+ */
 static void side_make(struct fx_side *s, bool source, uint32_t vcpus, uint64_t stall_ms,
-		      uint32_t channels, uint64_t downtime_ms, uint64_t dirty_rate)
+		      uint32_t channels, uint64_t downtime_ms, uint64_t dirty_rate,
+		      uint32_t rdma_port)
 {
 	struct bench_guest_attr a = guest_attr;
-	struct ferry_params p = {.timeout_ms = RUN_TIMEOUT, .stall_timeout_ms = stall_ms};
+	struct ferry_params p = {.timeout_ms = rdma_port ? RDMA_RUN_TIMEOUT : RUN_TIMEOUT,
+				 .stall_timeout_ms = stall_ms,
+				 .rdma_port = rdma_port};
 
 	a.vcpus = vcpus;
 	if (dirty_rate)
@@ -170,6 +203,7 @@ static void side_make(struct fx_side *s, bool source, uint32_t vcpus, uint64_t s
 		p.max_bandwidth = 64u << 20;
 		p.downtime_limit_ms = downtime_ms ? downtime_ms : 20;
 		p.channels = channels;
+		p.no_fallback = rdma_port != 0;
 		cr_assert_eq(bench_guest_attach_source(s->guest, s->eng), 0);
 	} else {
 		bench_devices_fill(bench_guest_devices(s->guest), 0xdead);
@@ -380,7 +414,8 @@ static void setup_fault(struct fx_run *run)
 	case FX_ITERATE:
 	case FX_SWITCHOVER:
 		f->conn = page_conn;
-		f->after = r->phase == FX_BULK ? (1u << 20) : 0;
+		/* rdma: the main stream carries no pages, only a little in each round. */
+		f->after = r->phase == FX_BULK && r->transport != FX_RDMA ? (1u << 20) : 0;
 		/* A byte well inside the bulk round, in a page the vCPUs do not write
 		 * again before the migration ends (they sweep their half of RAM at 4 MiB/s
 		 * from its start): a page byte, which nothing after it overwrites. */
@@ -443,7 +478,7 @@ static void check_phase(const struct fx_run *run)
 		 * the status it sees may already be the next one; a PART section's
 		 * header (the tcp corrupted-byte row's pattern) is iterative by itself.
 		 */
-		if (r->fault == FX_CORRUPT && r->transport == FX_TCP) {
+		if (r->fault == FX_CORRUPT && (r->transport == FX_TCP || r->transport == FX_RDMA)) {
 			cr_assert(rounds >= 1, ROW_FMT "struck after %lu rounds", ROW_ARGS(r),
 				  (unsigned long)rounds);
 			break;
@@ -481,14 +516,35 @@ static void use_tls(struct fx_side *src, struct fx_side *dst, char *psk, size_t 
 	cr_assert_eq(ferry_engine_set_tls(dst->eng, &t), 0);
 }
 
+/* A port no one listens on at @ip now (for rdma_cm, whose RoCE port space is its own). */
+static uint32_t free_port(const char *ip)
+{
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	socklen_t len = sizeof(sa);
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	cr_assert_geq(fd, 0);
+	cr_assert_eq(inet_pton(AF_INET, ip, &sa.sin_addr), 1);
+	cr_assert_eq(bind(fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
+	cr_assert_eq(getsockname(fd, (struct sockaddr *)&sa, &len), 0);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
 static void run_net_row(const struct fx_row *r)
 {
-	uint64_t stall = r->fault == FX_STALL ? STALL_TIMEOUT : 0;
+	bool rdma = r->transport == FX_RDMA;
+	uint64_t stall = r->fault != FX_STALL ? 0 : rdma ? RDMA_STALL_TIMEOUT : STALL_TIMEOUT;
 	struct fx_side src, dst;
-	struct fx_run *run = calloc(1, sizeof(*run));
-	char uri[64], psk[64] = "";
+	struct fx_run *run;
+	char uri[128], psk[64] = "";
+	struct rt_env env = {.ip = "127.0.0.1"};
+	uint32_t rdma_port = 0;
 	uint64_t bad;
 
+	if (rdma)
+		rt_env_or_skip(&env);
+	run = calloc(1, sizeof(*run));
 	cr_assert_not_null(run);
 	run->row = r;
 	run->src = &src;
@@ -497,24 +553,41 @@ static void run_net_row(const struct fx_row *r)
 	run->px.on_strike = on_strike;
 	run->px.strike_opaque = run;
 	setup_fault(run);
+	if (rdma)
+		rdma_port = free_port(env.ip);
 	/*
 	 * Iterate rows: a 1 ms downtime limit and a guest dirtying 24 MiB/s keep
 	 * the rounds going and long (tens of ms), so the round after the first
 	 * sync is an iterative one however fast or slow this build runs.
 	 */
 	side_make(&src, true, guest_attr.vcpus, stall, is_multi(r->transport) ? 2 : 0,
-		  r->phase == FX_ITERATE ? 1 : 0, r->phase == FX_ITERATE ? (24u << 20) : 0);
-	side_make(&dst, false, guest_attr.vcpus, stall, 0, 0, 0);
+		  r->phase == FX_ITERATE ? 1 : 0, r->phase == FX_ITERATE ? (24u << 20) : 0,
+		  rdma_port);
+	side_make(&dst, false, guest_attr.vcpus, stall, 0, 0, 0, rdma_port);
 	if (is_tls(r->transport))
 		use_tls(&src, &dst, psk, sizeof(psk));
 	cr_assert_eq(ferry_engine_set_event_cb(src.eng, on_event, run), 0);
-	cr_assert_eq(ferry_incoming(dst.eng, "tcp:127.0.0.1:0", NULL, NULL), 0);
+	snprintf(uri, sizeof(uri), "%s:%s:0", rdma ? "rdma" : "tcp", env.ip);
+	cr_assert_eq(ferry_incoming(dst.eng, uri, NULL, NULL), 0);
+	/* The proxy on the main stream only, on the device's address for rdma. */
+	snprintf(run->px.dest_host, sizeof(run->px.dest_host), "%s", env.ip);
 	px_start(&run->px, ferry_engine_listen_port(dst.eng));
-	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", run->px.port);
+	snprintf(uri, sizeof(uri), "%s:%s:%d", rdma ? "rdma" : "tcp", env.ip, run->px.port);
 	cr_assert_eq(ferry_migrate(src.eng, uri, NULL, NULL), 0);
 	ferry_engine_wait(src.eng);
 	ferry_engine_wait(dst.eng);
 	check_phase(run);
+	if (rdma) {
+		struct ferry_stats st;
+
+		/* Never over TCP lanes; past setup, the pages went by RDMA. */
+		status_of(&src, &st);
+		cr_assert_str_neq(st.transport, "tcp-multi", ROW_FMT "fell back: %s", ROW_ARGS(r),
+				  st.fallback_reason);
+		if (r->phase != FX_SETUP)
+			cr_assert_str_eq(st.transport, "rdma", ROW_FMT "transport '%s'",
+					 ROW_ARGS(r), st.transport);
+	}
 	bad = check_dest(r, &src, &dst);
 	check_source(r, &src, guest_attr.vcpus, NULL,
 		     r->fault == FX_CORRUPT_PAYLOAD || r->expect == FX_PAYLOAD_GAP);
@@ -559,11 +632,18 @@ ParameterizedTestParameters(engine_faults, network)
 
 ParameterizedTest(struct fx_row *r, engine_faults, network)
 {
-	if (r->transport == FX_RDMA)
-		cr_skip_test(ROW_FMT "not built yet: this proxy cannot stand between RDMA queue "
-				     "pairs; RDMA faults run in the soft-RoCE rig as rdma_fault, "
-				     "rdma_failover and rdma_hostile",
-			     ROW_ARGS(r));
+	run_net_row(r);
+}
+
+ParameterizedTestParameters(engine_faults, rdma)
+{
+	return cr_make_param_array(struct fx_row, rdma_rows,
+				   sizeof(rdma_rows) / sizeof(rdma_rows[0]));
+}
+
+/* Where there is an RDMA device; each row's migration has a 60 s deadline there. */
+ParameterizedTest(struct fx_row *r, engine_faults, rdma, .timeout = 150)
+{
 	run_net_row(r);
 }
 
@@ -578,7 +658,7 @@ static void reference_file(const char *path, uint64_t *size, uint64_t *device_at
 	uint8_t *buf;
 	FILE *f;
 
-	side_make(&src, true, 0, 0, 0, 0, 0);
+	side_make(&src, true, 0, 0, 0, 0, 0, 0);
 	snprintf(uri, sizeof(uri), "file:%s", path);
 	cr_assert_eq(ferry_migrate_sync(src.eng, uri), FERRY_STATUS_COMPLETED);
 	side_free(&src);
@@ -637,7 +717,7 @@ ParameterizedTest(struct fx_row *r, engine_faults, file_disk_full)
 		limit = size - 1;
 		break;
 	}
-	side_make(&src, true, 0, 0, 0, 0, 0);
+	side_make(&src, true, 0, 0, 0, 0, 0, 0);
 	control = malloc(RAM_BYTES);
 	cr_assert_not_null(control);
 	memcpy(control, bench_guest_ram(src.guest, &len), RAM_BYTES);
@@ -658,7 +738,7 @@ ParameterizedTest(struct fx_row *r, engine_faults, file_disk_full)
 			  ROW_FMT "source error: %s", ROW_ARGS(r), st.error_msg);
 	}
 	/* What did reach the disk must not load as a complete guest. */
-	side_make(&dst, false, 0, 0, 0, 0, 0);
+	side_make(&dst, false, 0, 0, 0, 0, 0, 0);
 	ferry_incoming_sync(dst.eng, uri);
 	check_dest(r, &src, &dst);
 	unlink(path);
@@ -688,8 +768,8 @@ Test(engine_faults, stall_without_a_deadline_hits_the_stall_timeout)
 	run->row = &row;
 	px_init(&run->px);
 	setup_fault(run);
-	side_make(&src, true, guest_attr.vcpus, 0, 0, 0, 0);
-	side_make(&dst, false, guest_attr.vcpus, 0, 0, 0, 0);
+	side_make(&src, true, guest_attr.vcpus, 0, 0, 0, 0, 0);
+	side_make(&dst, false, guest_attr.vcpus, 0, 0, 0, 0, 0);
 	cr_assert_eq(ferry_engine_set_params(src.eng, &sp), 0);
 	cr_assert_eq(ferry_engine_set_params(dst.eng, &dp), 0);
 	cr_assert_eq(ferry_engine_set_event_cb(src.eng, on_event, run), 0);

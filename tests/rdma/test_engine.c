@@ -9,6 +9,7 @@
  * ends with a page-by-page comparison and the A-B check.
  */
 #include <criterion/criterion.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -308,6 +309,46 @@ Test(rdma_engine, falls_back_to_tcp_without_a_device)
 	cr_assert(strstr(d.fallback_reason, "rdma"), "destination: '%s'", d.fallback_reason);
 	cr_assert_str_eq(s.registration, "");
 	cr_assert_eq(s.memcpy_bytes, 0);
+	free_side(&src);
+	free_side(&dst);
+}
+
+/* An explicit rdma_port above 65535 is refused; 1..65535 and 0 (PORT + 1) are taken. */
+Test(rdma_engine, rdma_port_out_of_range_is_refused)
+{
+	struct ferry_engine *eng;
+
+	rt_log_stderr();
+	cr_assert_eq(ferry_engine_create(&eng), 0);
+	cr_assert_eq(ferry_engine_set_params(eng, &(struct ferry_params){.rdma_port = 65536}),
+		     -EINVAL);
+	cr_assert_eq(ferry_engine_set_params(eng, &(struct ferry_params){.rdma_port = 1u << 31}),
+		     -EINVAL);
+	cr_assert_eq(ferry_engine_set_params(eng, &(struct ferry_params){.rdma_port = 65535}), 0);
+	cr_assert_eq(ferry_engine_set_params(eng, &(struct ferry_params){.rdma_port = 0}), 0);
+	ferry_engine_destroy(eng);
+}
+
+/* With an explicit rdma_port on both sides, a host without a device still falls back. */
+Test(rdma_engine, falls_back_with_an_explicit_rdma_port)
+{
+	struct ferry_params p = {.rdma_port = 65535};
+	struct side src, dst;
+	struct ferry_stats s, d;
+
+	skip_if_rdma();
+	make_side(&src, true, &p);
+	make_side(&dst, false, &p);
+	migrate(&src, &dst, "127.0.0.1");
+	expect_completed(&src, "source");
+	expect_completed(&dst, "destination");
+	expect_consistent(&src, &dst);
+	stats_of(&src, &s);
+	stats_of(&dst, &d);
+	cr_assert_str_eq(s.transport, "tcp-multi");
+	cr_assert_str_eq(d.transport, "tcp-multi");
+	cr_assert(strstr(s.fallback_reason, "no usable RDMA device"), "source: '%s'",
+		  s.fallback_reason);
 	free_side(&src);
 	free_side(&dst);
 }
