@@ -461,9 +461,14 @@ job_rig() {
 	# The rig works: the RDMA suites for real (every rdma_* suite, in one guest).
 	if ((rc == 0)) && [[ -x $ROOT/tests/rdma/run-in-rig.sh ]]; then
 		echo "== rdma suites in the rig: tests/rdma/run-in-rig.sh"
-		bash "$ROOT/tests/rdma/run-in-rig.sh" -b "$BUILD" -t 1200
-		rc=$?
+		bash "$ROOT/tests/rdma/run-in-rig.sh" -b "$BUILD" -t 1200 2>&1 |
+			tee "$LOGS/rig/rdma-suites.log"
+		rc=${PIPESTATUS[0]}
 		((rc == 77)) && echo "SKIP: tests/rdma/run-in-rig.sh could not run the rig"
+		((rc == 0)) && echo "NOTE: smoke passed; RDMA suites in the soft-RoCE guest:" \
+			"$(grep -a 'Synthesis' "$LOGS/rig/rdma-suites.log" |
+				sed -E 's/.*Tested: ([0-9]+) \| Passing: ([0-9]+).*/\2 of \1/' |
+				paste -sd+ -) passed"
 	fi
 	return "$rc"
 }
