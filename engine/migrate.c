@@ -301,14 +301,14 @@ static int run_source(struct ferry_engine *eng, bool *log_started)
 		return ret;
 	if (eng->conn.has_return_path) {
 		/*
-		 * Every lane's last round was flushed before the END section, and
-		 * the destination stops its lanes as soon as its load ends, before
-		 * it answers. So the lanes end without a goodbye once the answer is
-		 * in: an RDMA lane's BYE would wait (2 s) for an acknowledgement
-		 * that never comes, inside the downtime.
+		 * Every lane's last round was flushed before the END section; the
+		 * destination answers as soon as its load ends and only then stops
+		 * its lanes. So the lanes end after the answer, outside the
+		 * downtime: a TCP lane with its END (no wait), an RDMA lane without
+		 * a BYE round trip (rdma/datapath.c).
 		 */
 		ret = wait_for_destination(eng);
-		eng_dp_stop(eng, false);
+		eng_dp_stop(eng, true);
 	} else {
 		/* Every lane flushed its last round: end them normally. */
 		eng_dp_stop(eng, true);

@@ -217,10 +217,14 @@ static void rdp_source_close(void *ctx, bool graceful)
 {
 	struct rdp_source *s = ctx;
 
-	if (graceful)
-		(void)ferry_rdma_source_close(s->src);
-	else
-		ferry_rdma_source_destroy(s->src);
+	/*
+	 * No BYE round trip, even for a normal end: the engine closes the lanes
+	 * after the destination's answer on the main stream, when the
+	 * destination is already letting go of its lanes, and a BYE would wait
+	 * out its timeout for an acknowledgement that may never come.
+	 */
+	(void)graceful;
+	ferry_rdma_source_destroy(s->src);
 	free(s->block_len);
 	free(s);
 }
