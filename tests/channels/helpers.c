@@ -357,3 +357,32 @@ void ct_tls_certs_remove(const char *dir)
 	snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
 	(void)system(cmd);
 }
+
+static char tls_suite_dir[256];
+
+void ct_tls_suite_setup(void)
+{
+	char why[256];
+
+	if (getenv("FERRY_TEST_LOG"))
+		ferry_set_log(ferry_log_stderr, NULL, FERRY_LOG_DEBUG);
+	if (!ct_tls_certs(tls_suite_dir, sizeof(tls_suite_dir), why, sizeof(why))) {
+		tls_suite_dir[0] = '\0';
+		cr_skip_test("%s", why);
+	}
+}
+
+void ct_tls_suite_teardown(void)
+{
+	ct_tls_certs_remove(tls_suite_dir);
+}
+
+const char *ct_tls_path(const char *name)
+{
+	static char buf[8][512];
+	static int i;
+
+	i = (i + 1) % 8;
+	snprintf(buf[i], sizeof(buf[i]), "%s/%s", tls_suite_dir, name);
+	return buf[i];
+}

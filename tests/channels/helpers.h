@@ -86,6 +86,15 @@ bool ct_have_ipv6(void);
 bool ct_tls_certs(char *dir, size_t size, char *why, size_t whysize);
 /* Remove what ct_tls_certs() made. */
 void ct_tls_certs_remove(const char *dir);
+/*
+ * A TLS suite's .init/.fini: credentials made once per test (the test is
+ * skipped with the reason when certtool is missing) and removed after; and
+ * a path inside them ("ca-cert.pem", "psk.key"...), from a ring of 8 buffers.
+ * FERRY_TEST_LOG turns on ferry's debug log.
+ */
+void ct_tls_suite_setup(void);
+void ct_tls_suite_teardown(void);
+const char *ct_tls_path(const char *name);
 
 /* Wait for @thread up to @ms; true if it ended. */
 bool ct_join_within(void *thread, int ms);

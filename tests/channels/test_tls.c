@@ -20,36 +20,7 @@
 
 #include "helpers.h"
 
-static char certs[256];
-
-static void setup(void)
-{
-	char why[256];
-
-	if (getenv("FERRY_TEST_LOG"))
-		ferry_set_log(ferry_log_stderr, NULL, FERRY_LOG_DEBUG);
-	if (!ct_tls_certs(certs, sizeof(certs), why, sizeof(why))) {
-		certs[0] = '\0';
-		cr_skip_test("%s", why);
-	}
-}
-
-static void teardown(void)
-{
-	ct_tls_certs_remove(certs);
-}
-
-TestSuite(channels_tls, .init = setup, .fini = teardown, .timeout = 60);
-
-static const char *path(const char *name)
-{
-	static char buf[4][512];
-	static int i;
-
-	i = (i + 1) % 4;
-	snprintf(buf[i], sizeof(buf[i]), "%s/%s", certs, name);
-	return buf[i];
-}
+TestSuite(channels_tls, .init = ct_tls_suite_setup, .fini = ct_tls_suite_teardown, .timeout = 60);
 
 static struct ferry_tls_creds *creds(enum ferry_tls_role role, const struct ferry_tls_attr *a)
 {
@@ -119,7 +90,7 @@ static void expect_working(struct ferry_channel *src, struct ferry_channel *dst,
 
 Test(channels_tls, x509_server_verified_and_data_crosses)
 {
-	struct ferry_tls_attr ca = {.x509_dir = path("good")};
+	struct ferry_tls_attr ca = {.x509_dir = ct_tls_path("good")};
 	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca),
 			       *sc = creds(FERRY_TLS_SERVER, &ca);
 	struct ferry_channel *src, *dst;
@@ -138,8 +109,8 @@ Test(channels_tls, x509_server_verified_and_data_crosses)
 
 Test(channels_tls, x509_client_certificate_when_asked)
 {
-	struct ferry_tls_attr ca = {.x509_dir = path("good")};
-	struct ferry_tls_attr sa = {.x509_dir = path("good"), .verify_peer = true};
+	struct ferry_tls_attr ca = {.x509_dir = ct_tls_path("good")};
+	struct ferry_tls_attr sa = {.x509_dir = ct_tls_path("good"), .verify_peer = true};
 	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca),
 			       *sc = creds(FERRY_TLS_SERVER, &sa);
 	struct ferry_channel *src, *dst;
@@ -165,8 +136,9 @@ struct refusal {
 
 static void expect_refused(const struct refusal *r)
 {
-	struct ferry_tls_attr ca = {.x509_dir = path(r->client_dir)};
-	struct ferry_tls_attr sa = {.x509_dir = path(r->server_dir), .verify_peer = r->verify_peer};
+	struct ferry_tls_attr ca = {.x509_dir = ct_tls_path(r->client_dir)};
+	struct ferry_tls_attr sa = {.x509_dir = ct_tls_path(r->server_dir),
+				    .verify_peer = r->verify_peer};
 	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca),
 			       *sc = creds(FERRY_TLS_SERVER, &sa);
 	struct ferry_channel *src, *dst;
@@ -208,8 +180,9 @@ Test(channels_tls, wrong_hostname_refused)
 
 Test(channels_tls, tls_hostname_override_accepts_the_named_server)
 {
-	struct ferry_tls_attr ca = {.x509_dir = path("good"), .hostname = "elsewhere.example"};
-	struct ferry_tls_attr sa = {.x509_dir = path("wrongname")};
+	struct ferry_tls_attr ca = {.x509_dir = ct_tls_path("good"),
+				    .hostname = "elsewhere.example"};
+	struct ferry_tls_attr sa = {.x509_dir = ct_tls_path("wrongname")};
 	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca),
 			       *sc = creds(FERRY_TLS_SERVER, &sa);
 	struct ferry_channel *src, *dst;
@@ -246,7 +219,7 @@ Test(channels_tls, missing_client_certificate_refused)
 
 Test(channels_tls, x509_client_without_a_host_name_is_refused)
 {
-	struct ferry_tls_attr ca = {.x509_dir = path("good")};
+	struct ferry_tls_attr ca = {.x509_dir = ct_tls_path("good")};
 	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca);
 	struct ferry_channel *src, *dst;
 
@@ -259,7 +232,7 @@ Test(channels_tls, x509_client_without_a_host_name_is_refused)
 
 Test(channels_tls, psk_right_key)
 {
-	struct ferry_tls_attr a = {.psk_file = path("psk.key")};
+	struct ferry_tls_attr a = {.psk_file = ct_tls_path("psk.key")};
 	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &a), *sc = creds(FERRY_TLS_SERVER, &a);
 	struct ferry_channel *src, *dst;
 	int cret, sret;
@@ -276,8 +249,8 @@ Test(channels_tls, psk_right_key)
 
 Test(channels_tls, psk_wrong_key_refused)
 {
-	struct ferry_tls_attr ca = {.psk_file = path("psk-wrong.key")};
-	struct ferry_tls_attr sa = {.psk_file = path("psk.key")};
+	struct ferry_tls_attr ca = {.psk_file = ct_tls_path("psk-wrong.key")};
+	struct ferry_tls_attr sa = {.psk_file = ct_tls_path("psk.key")};
 	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca),
 			       *sc = creds(FERRY_TLS_SERVER, &sa);
 	struct ferry_channel *src, *dst;
@@ -296,7 +269,7 @@ Test(channels_tls, psk_wrong_key_refused)
 
 Test(channels_tls, plaintext_client_against_tls_server)
 {
-	struct ferry_tls_attr sa = {.x509_dir = path("good")};
+	struct ferry_tls_attr sa = {.x509_dir = ct_tls_path("good")};
 	struct ferry_tls_creds *sc = creds(FERRY_TLS_SERVER, &sa);
 	struct ferry_channel *src, *dst;
 	char magic[8] = {'Q', 'E', 'V', 'M', 0, 0, 0, 3};
@@ -316,7 +289,7 @@ Test(channels_tls, plaintext_client_against_tls_server)
 
 Test(channels_tls, tls_client_against_plaintext_server)
 {
-	struct ferry_tls_attr ca = {.x509_dir = path("good")};
+	struct ferry_tls_attr ca = {.x509_dir = ct_tls_path("good")};
 	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca);
 	struct ferry_channel *src, *dst;
 	struct hs c = {.creds = cc, .hostname = "localhost"};
@@ -339,7 +312,7 @@ Test(channels_tls, tls_client_against_plaintext_server)
 
 Test(channels_tls, handshake_times_out_on_a_silent_peer)
 {
-	struct ferry_tls_attr ca = {.x509_dir = path("good")};
+	struct ferry_tls_attr ca = {.x509_dir = ct_tls_path("good")};
 	struct ferry_tls_creds *cc = creds(FERRY_TLS_CLIENT, &ca);
 	struct ferry_channel *src, *dst;
 	int64_t t0;
@@ -363,17 +336,18 @@ Test(channels_tls, credential_errors_are_reported)
 					    &(struct ferry_tls_attr){.x509_dir = "/nonexistent"},
 					    &c),
 		     -ENOENT);
-	cr_assert_eq(
-	    ferry_tls_creds_create(FERRY_TLS_SERVER,
-				   &(struct ferry_tls_attr){.x509_dir = path("expiredclient")}, &c),
-	    -ENOENT, "a server without server-cert.pem");
+	cr_assert_eq(ferry_tls_creds_create(
+			 FERRY_TLS_SERVER,
+			 &(struct ferry_tls_attr){.x509_dir = ct_tls_path("expiredclient")}, &c),
+		     -ENOENT, "a server without server-cert.pem");
 	cr_assert_eq(ferry_tls_creds_create(FERRY_TLS_CLIENT, &(struct ferry_tls_attr){0}, &c),
 		     -EINVAL);
 	cr_assert_eq(ferry_tls_creds_create(
 			 FERRY_TLS_CLIENT,
-			 &(struct ferry_tls_attr){.x509_dir = path("good"), .psk_file = "x"}, &c),
+			 &(struct ferry_tls_attr){.x509_dir = ct_tls_path("good"), .psk_file = "x"},
+			 &c),
 		     -EINVAL);
-	snprintf(bad, sizeof(bad), "%s/bad.key", certs);
+	snprintf(bad, sizeof(bad), "%s", ct_tls_path("bad.key"));
 	f = fopen(bad, "w");
 	cr_assert_not_null(f);
 	fputs("ferry:00zz\n", f);
@@ -381,10 +355,11 @@ Test(channels_tls, credential_errors_are_reported)
 	cr_assert_eq(
 	    ferry_tls_creds_create(FERRY_TLS_SERVER, &(struct ferry_tls_attr){.psk_file = bad}, &c),
 	    -EINVAL);
-	cr_assert_eq(ferry_tls_creds_create(FERRY_TLS_CLIENT,
-					    &(struct ferry_tls_attr){.psk_file = path("psk.key"),
-								     .psk_identity = "nobody"},
-					    &c),
-		     -ENOENT);
+	cr_assert_eq(
+	    ferry_tls_creds_create(FERRY_TLS_CLIENT,
+				   &(struct ferry_tls_attr){.psk_file = ct_tls_path("psk.key"),
+							    .psk_identity = "nobody"},
+				   &c),
+	    -ENOENT);
 	cr_assert_null(c);
 }

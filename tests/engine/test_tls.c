@@ -21,36 +21,7 @@
 #include "bench/guest.h"
 #include "channels/helpers.h"
 
-static char certs[256];
-
-static void setup(void)
-{
-	char why[256];
-
-	if (getenv("FERRY_TEST_LOG"))
-		ferry_set_log(ferry_log_stderr, NULL, FERRY_LOG_DEBUG);
-	if (!ct_tls_certs(certs, sizeof(certs), why, sizeof(why))) {
-		certs[0] = '\0';
-		cr_skip_test("%s", why);
-	}
-}
-
-static void teardown(void)
-{
-	ct_tls_certs_remove(certs);
-}
-
-TestSuite(engine_tls, .init = setup, .fini = teardown, .timeout = 120);
-
-static char *path(const char *name)
-{
-	static char buf[8][512];
-	static int i;
-
-	i = (i + 1) % 8;
-	snprintf(buf[i], sizeof(buf[i]), "%s/%s", certs, name);
-	return buf[i];
-}
+TestSuite(engine_tls, .init = ct_tls_suite_setup, .fini = ct_tls_suite_teardown, .timeout = 120);
 
 struct side {
 	struct ferry_engine *eng;
@@ -139,21 +110,24 @@ static void migrate_ok(const struct ferry_tls_attr *ct, const struct ferry_tls_a
 
 Test(engine_tls, x509_single_stream)
 {
-	migrate_ok(&(struct ferry_tls_attr){.x509_dir = path("good")},
-		   &(struct ferry_tls_attr){.x509_dir = path("good")}, 0, "127.0.0.1", "x509");
+	migrate_ok(&(struct ferry_tls_attr){.x509_dir = ct_tls_path("good")},
+		   &(struct ferry_tls_attr){.x509_dir = ct_tls_path("good")}, 0, "127.0.0.1",
+		   "x509");
 }
 
 Test(engine_tls, x509_four_channels_with_client_certificate)
 {
-	migrate_ok(&(struct ferry_tls_attr){.x509_dir = path("good"), .hostname = "localhost"},
-		   &(struct ferry_tls_attr){.x509_dir = path("good"), .verify_peer = true}, 4,
-		   "127.0.0.1", "x509");
+	migrate_ok(
+	    &(struct ferry_tls_attr){.x509_dir = ct_tls_path("good"), .hostname = "localhost"},
+	    &(struct ferry_tls_attr){.x509_dir = ct_tls_path("good"), .verify_peer = true}, 4,
+	    "127.0.0.1", "x509");
 }
 
 Test(engine_tls, psk_two_channels)
 {
-	migrate_ok(&(struct ferry_tls_attr){.psk_file = path("psk.key")},
-		   &(struct ferry_tls_attr){.psk_file = path("psk.key")}, 2, "127.0.0.1", "psk");
+	migrate_ok(&(struct ferry_tls_attr){.psk_file = ct_tls_path("psk.key")},
+		   &(struct ferry_tls_attr){.psk_file = ct_tls_path("psk.key")}, 2, "127.0.0.1",
+		   "psk");
 }
 
 /*
@@ -212,49 +186,51 @@ static void migrate_refused(const struct ferry_tls_attr *ct, const struct ferry_
 
 Test(engine_tls, wrong_ca_refused)
 {
-	migrate_refused(&(struct ferry_tls_attr){.x509_dir = path("otherca")},
-			&(struct ferry_tls_attr){.x509_dir = path("good")}, 0, 0, 0,
+	migrate_refused(&(struct ferry_tls_attr){.x509_dir = ct_tls_path("otherca")},
+			&(struct ferry_tls_attr){.x509_dir = ct_tls_path("good")}, 0, 0, 0,
 			"peer failed authentication");
 }
 
 Test(engine_tls, wrong_hostname_refused_with_running_guest)
 {
 	migrate_refused(
-	    &(struct ferry_tls_attr){.x509_dir = path("good"), .hostname = "example.org"},
-	    &(struct ferry_tls_attr){.x509_dir = path("good")}, 0, 2, 0,
+	    &(struct ferry_tls_attr){.x509_dir = ct_tls_path("good"), .hostname = "example.org"},
+	    &(struct ferry_tls_attr){.x509_dir = ct_tls_path("good")}, 0, 2, 0,
 	    "peer failed authentication");
 }
 
 Test(engine_tls, expired_client_certificate_refused)
 {
-	migrate_refused(&(struct ferry_tls_attr){.x509_dir = path("expiredclient")},
-			&(struct ferry_tls_attr){.x509_dir = path("good"), .verify_peer = true}, 0,
-			0, FERRY_EAUTH, "peer failed authentication");
+	migrate_refused(
+	    &(struct ferry_tls_attr){.x509_dir = ct_tls_path("expiredclient")},
+	    &(struct ferry_tls_attr){.x509_dir = ct_tls_path("good"), .verify_peer = true}, 0, 0,
+	    FERRY_EAUTH, "peer failed authentication");
 }
 
 Test(engine_tls, untrusted_client_certificate_refused_on_channels)
 {
-	migrate_refused(&(struct ferry_tls_attr){.x509_dir = path("untrustedclient")},
-			&(struct ferry_tls_attr){.x509_dir = path("good"), .verify_peer = true}, 4,
-			0, FERRY_EAUTH, "peer failed authentication");
+	migrate_refused(
+	    &(struct ferry_tls_attr){.x509_dir = ct_tls_path("untrustedclient")},
+	    &(struct ferry_tls_attr){.x509_dir = ct_tls_path("good"), .verify_peer = true}, 4, 0,
+	    FERRY_EAUTH, "peer failed authentication");
 }
 
 Test(engine_tls, psk_wrong_key_refused)
 {
-	migrate_refused(&(struct ferry_tls_attr){.psk_file = path("psk-wrong.key")},
-			&(struct ferry_tls_attr){.psk_file = path("psk.key")}, 0, 0, FERRY_EAUTH,
-			"peer failed authentication");
+	migrate_refused(&(struct ferry_tls_attr){.psk_file = ct_tls_path("psk-wrong.key")},
+			&(struct ferry_tls_attr){.psk_file = ct_tls_path("psk.key")}, 0, 0,
+			FERRY_EAUTH, "peer failed authentication");
 }
 
 Test(engine_tls, plaintext_source_against_tls_destination)
 {
-	migrate_refused(NULL, &(struct ferry_tls_attr){.x509_dir = path("good")}, 0, 0, FERRY_ETLS,
-			"TLS");
+	migrate_refused(NULL, &(struct ferry_tls_attr){.x509_dir = ct_tls_path("good")}, 0, 0,
+			FERRY_ETLS, "TLS");
 }
 
 Test(engine_tls, tls_source_against_plaintext_destination)
 {
-	migrate_refused(&(struct ferry_tls_attr){.x509_dir = path("good")}, NULL, 0, 0,
+	migrate_refused(&(struct ferry_tls_attr){.x509_dir = ct_tls_path("good")}, NULL, 0, 0,
 			FERRY_EBADMAGIC, "TLS handshake");
 }
 
@@ -263,7 +239,8 @@ Test(engine_tls, refused_before_any_connection)
 	struct side src;
 	struct ferry_params p = {.channels = 2, .zerocopy = true};
 
-	make_side(&src, &small_live, true, &(struct ferry_tls_attr){.x509_dir = path("good")}, 0);
+	make_side(&src, &small_live, true,
+		  &(struct ferry_tls_attr){.x509_dir = ct_tls_path("good")}, 0);
 	/* TLS needs a socket, and cannot send pages in place. */
 	cr_assert_eq(ferry_migrate(src.eng, "file:/tmp/ferry-tls-never", NULL, NULL),
 		     FERRY_EBADURI);
