@@ -12,15 +12,19 @@
 set -u
 T=$1
 FILTER=${2:-}
-OUT=$(mktemp /tmp/guest-suite.XXXXXX)
-trap 'rm -f "$OUT"' EXIT
+ST=$(mktemp /tmp/guest-suite.XXXXXX)
+trap 'rm -f "$ST"' EXIT
 # --verbose also lists every test the filter leaves out ("disabled"): keep the rest.
+# The output streams (a rig timeout still shows how far the run got); the runner's
+# exit status comes back through $ST, as sh has no PIPESTATUS.
 run() {
 	echo "=== guest-suite: ferry-tests --filter '$1'"
-	"$T" --filter "$1" -j1 --verbose >"$OUT" 2>&1
-	st=$?
-	grep -v -e ': Test is disabled$' -e '^\[====\] Running [0-9]* tests\{0,1\} from [a-z_]*:$' "$OUT"
-	return $st
+	{
+		"$T" --filter "$1" -j1 --verbose 2>&1
+		echo $? >"$ST"
+	} | grep --line-buffered -v -e ': Test is disabled$' \
+		-e '^\[====\] Running [0-9]* tests\{0,1\} from [a-z_]*:$'
+	return "$(cat "$ST")"
 }
 
 if [ -n "$FILTER" ]; then
