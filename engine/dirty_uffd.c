@@ -280,11 +280,23 @@ static void uffd_unregister(struct uffd_log *u, uint32_t b)
 	struct eng_dirty_block *blk = &u->base.blocks[b];
 	struct uffdio_range r = {.start = (uintptr_t)blk->host, .len = blk->length};
 
-	/* Unregistering drops the protection and wakes any writer still blocked. */
+	/*
+	 * A writer blocked on a write-protect fault must not outlive the log:
+	 * the kernel wakes blocked faults on UFFDIO_UNREGISTER only for MISSING
+	 * registrations (Debian 12's 6.1 among others), so a WP-only range's
+	 * writers would sleep until the descriptor is closed, a guest frozen
+	 * after its migration failed. So: lift the protection (which wakes the
+	 * range's writers, and they find the page writable), unregister, and
+	 * wake the range once more for anyone who faulted in between.
+	 */
+	(void)uffd_protect(u->uffd, r.start, r.len, false);
 	if (ioctl(u->uffd, UFFDIO_UNREGISTER, &r))
 		ferry_log_msg(FERRY_LOG_WARN, "engine",
 			      "dirty log: UFFDIO_UNREGISTER of block %u failed: %s", b,
 			      strerror(errno));
+	if (ioctl(u->uffd, UFFDIO_WAKE, &r) && errno != EINVAL)
+		ferry_log_msg(FERRY_LOG_WARN, "engine",
+			      "dirty log: UFFDIO_WAKE of block %u failed: %s", b, strerror(errno));
 }
 
 static int uffd_register_all(struct uffd_log *u)
@@ -637,15 +649,19 @@ out:
 static int uffd_sync_stop(struct ferry_dirty_log *log)
 {
 	struct uffd_log *u = to_uffd(log);
+	struct uffd_msg msgs[FAULT_BATCH];
 
 	/*
-	 * Tell the thread first (it then ignores faults on ranges going away), then
-	 * unregister, which wakes writers whose faults it will never serve, then
-	 * join it.
+	 * Tell the thread first (it then ignores faults on ranges going away),
+	 * then unprotect and unregister, which wakes writers whose faults it
+	 * will never serve (uffd_unregister()), then join it.
 	 */
 	atomic_store(&u->stopping, true);
 	uffd_unregister_all(u);
 	sync_thread_stop(u);
+	/* Messages left unread: a discard (UFFD_EVENT_REMOVE) waits until its event is read. */
+	while (read(u->uffd, msgs, sizeof(msgs)) > 0)
+		;
 	return 0;
 }
 

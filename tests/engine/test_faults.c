@@ -531,6 +531,33 @@ static uint32_t free_port(const char *ip)
 	return ntohs(sa.sin_port);
 }
 
+/*
+ * FERRY_FAULT_ROWS=LIST (indexes into the test's table, "3" or "2,5,7"):
+ * only those rows run, the others skip. For chasing one row, e.g. in the rig:
+ * tests/rdma/run-in-rig.sh -e FERRY_FAULT_ROWS=4 -f 'engine_faults/rdma'.
+ */
+static void row_selected_or_skip(const struct fx_row *r, const struct fx_row *rows, size_t n)
+{
+	const char *list = getenv("FERRY_FAULT_ROWS");
+	size_t i;
+
+	if (!list || !*list)
+		return;
+	for (i = 0; i < n && memcmp(&rows[i], r, sizeof(*r)) != 0; i++)
+		;
+	for (const char *p = list; *p;) {
+		char *end;
+		unsigned long v = strtoul(p, &end, 10);
+
+		if (end == p)
+			break;
+		if (v == i)
+			return;
+		p = *end == ',' ? end + 1 : end;
+	}
+	cr_skip_test("row %zu is not in FERRY_FAULT_ROWS=%s", i, list);
+}
+
 static void run_net_row(const struct fx_row *r)
 {
 	bool rdma = r->transport == FX_RDMA;
@@ -632,6 +659,7 @@ ParameterizedTestParameters(engine_faults, network)
 
 ParameterizedTest(struct fx_row *r, engine_faults, network)
 {
+	row_selected_or_skip(r, net_rows, sizeof(net_rows) / sizeof(net_rows[0]));
 	run_net_row(r);
 }
 
@@ -644,6 +672,7 @@ ParameterizedTestParameters(engine_faults, rdma)
 /* Where there is an RDMA device; each row's migration has a 60 s deadline there. */
 ParameterizedTest(struct fx_row *r, engine_faults, rdma, .timeout = 150)
 {
+	row_selected_or_skip(r, rdma_rows, sizeof(rdma_rows) / sizeof(rdma_rows[0]));
 	run_net_row(r);
 }
 

@@ -27,9 +27,27 @@ run() {
 	return "$(cat "$ST")"
 }
 
+# FERRY_RIG_STACKS=SEC: SEC seconds into a filtered run, print the stack of every thread
+# of every ferry-tests process still running (Criterion's runner and the test's child).
+stacks_after() {
+	sleep "$1"
+	for pid in $(pgrep -f "^$T"); do
+		echo "=== guest-suite: stacks of $pid after $1 s"
+		gdb -p "$pid" -batch -nx -ex 'set pagination off' -ex 'thread apply all bt' 2>&1 |
+			grep -e '^Thread' -e '^#'
+	done
+}
+
 if [ -n "$FILTER" ]; then
+	SPID=
+	if [ -n "${FERRY_RIG_STACKS:-}" ] && command -v gdb >/dev/null; then
+		stacks_after "$FERRY_RIG_STACKS" &
+		SPID=$!
+	fi
 	run "$FILTER"
-	exit $?
+	st=$?
+	[ -n "$SPID" ] && kill "$SPID" 2>/dev/null
+	exit $st
 fi
 
 # Wait (15 s at most) until the removal of $DEV a test started has completed (librdmacm

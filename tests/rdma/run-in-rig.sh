@@ -9,6 +9,9 @@
 #   --numa     boot with two NUMA nodes and the NIC on node 1; rdma_device/* then expects
 #              rxe0 on node 1 (e.g. run-in-rig.sh --numa -f 'rdma_device/*')
 #   -t SEC     bound on the whole guest run (default 1200)
+#   -e N=V     export N=V to the tests in the guest (repeatable), e.g. FERRY_FAULT_ROWS=4
+#              (one row of engine_faults) or FERRY_RIG_STACKS=SEC (after SEC seconds of a
+#              filtered run, print every thread's stack of the running tests: for a hang)
 #
 # Environment: FERRY_RIG (the rig's directory, default tests/rig beside this folder),
 # FERRY_TEST_LOG (ferry log level in the tests: 0 error .. 3 debug; default 1 warn).
@@ -32,6 +35,7 @@ while [ $# -gt 0 ]; do
 	-b) BUILD=$2; shift ;;
 	-f) FILTER=$2; shift ;;
 	-t) TIMEOUT=$2; shift ;;
+	-e) ENVS+=(-e "$2"); shift ;;
 	--numa) RIG_OPTS+=(--nic-node1); ENVS+=(-e FERRY_RDMA_EXPECT_NODE=1) ;;
 	--) shift; break ;;
 	-h | --help)
