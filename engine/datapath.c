@@ -561,7 +561,9 @@ static int dp_open_source(struct ferry_engine *eng, int timeout_ms)
 	dp_publish(eng, ctx);
 	if (eng_cancelled(eng))
 		return FERRY_ECANCELED;
+	atomic_store(&dp->connecting, true);
 	ret = dp->sops->connect(ctx);
+	atomic_store(&dp->connecting, false);
 	if (ret < 0 && eng_cancelled(eng))
 		ret = FERRY_ECANCELED;
 	return ret;

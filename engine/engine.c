@@ -444,6 +444,25 @@ static uint64_t bytes_moved(struct ferry_engine *eng, bool *connected)
 	return n;
 }
 
+/*
+ * Source: while its lanes connect, nothing is written on the main stream, so
+ * a destination that gave up (a bad stream, its own limits) would only be
+ * noticed when the connect's own time ran out. Its hang-up is: the lanes
+ * cannot come any more. Takes conn_lock.
+ */
+static bool dest_hung_up_while_connecting(struct ferry_engine *eng)
+{
+	bool gone = false;
+
+	if (!atomic_load(&eng->dp.connecting))
+		return false;
+	pthread_mutex_lock(&eng->conn_lock);
+	if (eng->conn.ch)
+		gone = ferry_channel_peer_closed(eng->conn.ch);
+	pthread_mutex_unlock(&eng->conn_lock);
+	return gone;
+}
+
 static void *watchdog_thread(void *arg)
 {
 	struct ferry_engine *eng = arg;
@@ -454,14 +473,17 @@ static void *watchdog_thread(void *arg)
 	while (!eng->watchdog_stop) {
 		struct timespec ts;
 		uint64_t now = eng_now_ns(), moved;
-		bool connected, stalled = false;
+		bool connected, stalled = false, hung_up;
 		bool fire =
 		    atomic_load(&eng->cancel) || (eng->deadline_ns && now >= eng->deadline_ns);
 
 		/* The lock order is conn_lock before lock. */
 		pthread_mutex_unlock(&eng->lock);
 		moved = bytes_moved(eng, &connected);
+		hung_up = dest_hung_up_while_connecting(eng);
 		pthread_mutex_lock(&eng->lock);
+		if (hung_up)
+			fire = true;
 		if (!connected || moved != last_bytes) {
 			last_bytes = moved;
 			last_move_ns = now;
@@ -470,7 +492,13 @@ static void *watchdog_thread(void *arg)
 			fire = true;
 		}
 		if (fire) {
-			if (!atomic_load(&eng->cancel) && !eng->stats.error) {
+			if (!atomic_load(&eng->cancel) && !eng->stats.error && hung_up) {
+				eng->stats.error = FERRY_EPEERABORT;
+				snprintf(eng->stats.error_msg, sizeof(eng->stats.error_msg),
+					 "the destination hung up the main stream while the data "
+					 "path was connecting");
+				eng_log(FERRY_LOG_ERROR, "%s", eng->stats.error_msg);
+			} else if (!atomic_load(&eng->cancel) && !eng->stats.error) {
 				eng->stats.error = FERRY_ETIMEDOUT;
 				if (stalled)
 					snprintf(eng->stats.error_msg, sizeof(eng->stats.error_msg),

@@ -124,6 +124,8 @@ struct eng_worker {
  */
 struct eng_dp {
 	bool active;
+	/* source: the lanes are connecting (the watchdog watches the main stream meanwhile) */
+	atomic_bool connecting;
 	const struct ferry_dp_source_ops *sops;
 	const struct ferry_dp_dest_ops *dops;
 	void *ctx;
