@@ -488,7 +488,8 @@ int eng_dp_prepare_source(struct ferry_engine *eng)
 	memset(dp->nego.transport, 0, sizeof(dp->nego.transport));
 	memcpy(dp->nego.transport, dp->sops->name, strlen(dp->sops->name));
 	memset(&dp->use, 0, sizeof(dp->use));
-	dp->pace_bps = eng->params.max_bandwidth / dp->lanes;
+	dp->pace_bps = eng->params.max_bandwidth;
+	dp->pace_next_ns = 0;
 	dp->round = 0;
 	dp->round_open = false;
 	dp->quit = false;

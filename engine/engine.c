@@ -62,6 +62,7 @@ int ferry_engine_create(struct ferry_engine **out)
 	pthread_mutex_init(&eng->conn_lock, NULL);
 	pthread_cond_init(&eng->cond, NULL);
 	pthread_mutex_init(&eng->dp.lock, NULL);
+	pthread_mutex_init(&eng->dp.pace_lock, NULL);
 	pthread_cond_init(&eng->dp.cond, NULL);
 	ret = ferry_devices_create(&eng->devs);
 	if (ret < 0)
@@ -100,6 +101,7 @@ void ferry_engine_destroy(struct ferry_engine *eng)
 	ferry_devices_destroy(eng->devs);
 	pthread_cond_destroy(&eng->dp.cond);
 	pthread_mutex_destroy(&eng->dp.lock);
+	pthread_mutex_destroy(&eng->dp.pace_lock);
 	pthread_cond_destroy(&eng->cond);
 	pthread_mutex_destroy(&eng->conn_lock);
 	pthread_mutex_destroy(&eng->lock);

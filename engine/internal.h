@@ -167,7 +167,9 @@ struct eng_dp {
 	uint64_t round;		      /* the last round dispatched */
 	bool round_open;	      /* dispatched, not yet finished by every worker */
 	uint32_t finished;	      /* workers done with @round (sent and flushed) */
-	uint64_t pace_bps;	      /* per worker, 0 = unlimited */
+	uint64_t pace_bps;	      /* the whole data path's cap, 0 = unlimited */
+	pthread_mutex_t pace_lock;    /* guards pace_next_ns */
+	uint64_t pace_next_ns;	      /* where the next send's slot starts (workers.c) */
 	_Atomic uint64_t round_pages; /* pages handed out in the open round */
 	/* destination */
 	uint64_t *lane_round; /* the last sync point each lane reported */

@@ -65,21 +65,41 @@ static void bind_worker(struct eng_worker *wk)
 
 /* ---- source ---------------------------------------------------------------------------- */
 
-/* With a bandwidth cap, each worker holds its share of it within the round. */
-static void pace(struct ferry_engine *eng, uint64_t t0, uint64_t bytes)
+/*
+ * The bandwidth cap holds for the data path as a whole: the workers draw
+ * their sends from one clock. A per-worker share of the cap (what this was
+ * before) halved the rate whenever a round's dirty pages fell to one worker,
+ * the common case with a guest that sweeps memory (two vCPUs a fixed
+ * distance apart land in the same worker's chunks), and such rounds stopped
+ * shrinking. Each send reserves the next slot of @bytes at the cap and waits
+ * for the slot's start, so a worker alone moves at the whole cap and several
+ * share it. An idle clock gives no credit: a slot never starts in the past.
+ * Returns false when the migration is cancelled or the workers quit.
+ */
+static bool pace(struct ferry_engine *eng, uint64_t bytes)
 {
-	uint64_t bps = eng->dp.pace_bps;
+	struct eng_dp *dp = &eng->dp;
+	uint64_t bps = dp->pace_bps, start, now;
 
-	while (bps && !eng_cancelled(eng) && !eng->dp.quit) {
-		uint64_t due = bytes * 1000000000ull / bps, elapsed = eng_now_ns() - t0;
+	if (!bps || !bytes)
+		return true;
+	pthread_mutex_lock(&dp->pace_lock);
+	now = eng_now_ns();
+	if (dp->pace_next_ns < now)
+		dp->pace_next_ns = now;
+	start = dp->pace_next_ns;
+	dp->pace_next_ns += bytes * 1000000000ull / bps;
+	pthread_mutex_unlock(&dp->pace_lock);
+	while (!eng_cancelled(eng) && !dp->quit) {
 		struct timespec ts = {0, 0};
 
-		if (due <= elapsed)
-			return;
-		due -= elapsed;
-		ts.tv_nsec = (long)(due > 20000000ull ? 20000000ull : due);
+		now = eng_now_ns();
+		if (now >= start)
+			return true;
+		ts.tv_nsec = (long)(start - now > 20000000ull ? 20000000ull : start - now);
 		nanosleep(&ts, NULL);
 	}
+	return false;
 }
 
 /* Runs of one chunk's dirty pages, zero pages apart. Returns the run count. */
@@ -125,7 +145,6 @@ static int send_share(struct eng_worker *wk, uint64_t round)
 {
 	struct ferry_engine *eng = wk->eng;
 	struct eng_dp *dp = &eng->dp;
-	uint64_t t0 = eng_now_ns(), bytes = 0;
 	int ret;
 
 	for (uint64_t k = 0; k < wk->nchunks; k++) {
@@ -137,6 +156,8 @@ static int send_share(struct eng_worker *wk, uint64_t round)
 		nruns = chunk_runs(wk, &wk->chunks[k], &data, &zero);
 		if (!nruns)
 			continue;
+		if (!pace(eng, data * ENG_PAGE_SIZE))
+			return FERRY_ECANCELED;
 		ret = dp->sops->send(dp->ctx, wk->index, wk->runs, nruns);
 		if (ret < 0)
 			return ret;
@@ -148,8 +169,6 @@ static int send_share(struct eng_worker *wk, uint64_t round)
 		eng->stats.zero_pages += zero;
 		eng->stats.normal_bytes += data * ENG_PAGE_SIZE;
 		pthread_mutex_unlock(&eng->lock);
-		bytes += data * ENG_PAGE_SIZE;
-		pace(eng, t0, bytes);
 	}
 	return dp->sops->flush(dp->ctx, wk->index, round);
 }

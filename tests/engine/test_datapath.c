@@ -282,6 +282,37 @@ Test(engine_datapath, bandwidth_cap_paces_the_workers)
 	free_side(&dst);
 }
 
+/*
+ * The cap is the data path's, whichever worker has the pages. Two vCPUs sweep
+ * their halves of RAM in step, 8 MiB apart: a multiple of two 2 MiB chunks, so
+ * once a round's dirty windows fit in a chunk they fall to the same worker.
+ * With the cap split per worker (as it once was) that worker moved 4 MiB/s,
+ * exactly the dirty rate, and the rounds never shrank below the 50 ms limit
+ * (the rig's failover test hung on it for 180 s); drawn from one clock, the
+ * rounds halve and the migration converges in a few seconds.
+ */
+Test(engine_datapath, bandwidth_cap_is_the_data_paths_not_each_workers)
+{
+	struct bench_guest_attr a = small_live;
+	struct ferry_params p = {
+	    .max_bandwidth = 8u << 20, .downtime_limit_ms = 50, .max_rounds = 40};
+	struct side src, dst;
+	struct ferry_stats st;
+
+	a.ram_bytes = 16u << 20;
+	a.dirty_rate = 4u << 20;
+	make_side(&src, &a, true);
+	make_side(&dst, &a, false);
+	set_channels(&src, 2, &p);
+	migrate_pair(&src, &dst, "tcp:127.0.0.1:PORT", "tcp:127.0.0.1:0");
+	expect_consistent(&src, &dst);
+	ferry_engine_get_stats(src.eng, &st);
+	cr_log_info("converged after %lu rounds, %lu ms, downtime %lu ms", (unsigned long)st.rounds,
+		    (unsigned long)st.total_ms, (unsigned long)st.downtime_ms);
+	free_side(&src);
+	free_side(&dst);
+}
+
 Test(engine_datapath, channels_need_a_socket_uri)
 {
 	struct side src;

@@ -32,7 +32,7 @@ run() {
 # of every ferry-tests process still running (Criterion's runner and the test's child).
 stacks_after() {
 	sleep "$1"
-	for pid in $(pgrep -f "^$T"); do
+	for pid in $(pgrep -x "$(basename "$T" | cut -c1-15)"); do
 		echo "=== guest-suite: stacks of $pid after $1 s"
 		gdb -p "$pid" -batch -nx -ex 'set pagination off' -ex 'thread apply all bt' 2>&1 |
 			grep -e '^Thread' -e '^#'
