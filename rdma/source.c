@@ -225,9 +225,22 @@ static void *monitor_main(void *arg)
 			uint32_t lane = l ? l->index : 0;
 
 			switch (ev->event) {
-			case RDMA_CM_EVENT_DISCONNECTED:
-				rdm_src_fail(src, -ECONNRESET,
-					     "lane %u: the destination disconnected", lane);
+			case RDMA_CM_EVENT_DISCONNECTED: {
+				uint64_t one = 1;
+
+				/*
+				 * Recorded, not reported as an error: it is also how every
+				 * completed migration ends (the destination lets go of
+				 * its lanes right after its answer on the main stream,
+				 * often before the source closes them). A send or flush
+				 * that needed the lane fails with this reason, and the
+				 * engine reports that.
+				 */
+				rdm_fail_note(&src->fail, -ECONNRESET,
+					      "lane %u: the destination disconnected", lane);
+				rdm_info("lane %u: the destination disconnected", lane);
+				if (write(src->wake_fd, &one, sizeof(one)) < 0)
+					rdm_dbg("wake eventfd: %s", strerror(errno));
 				/*
 				 * Answer the destination's disconnect now: it waits for
 				 * the answer, and the close below must not wait for an
@@ -238,6 +251,7 @@ static void *monitor_main(void *arg)
 					atomic_store(&l->peer_gone, true);
 				}
 				break;
+			}
 			case RDMA_CM_EVENT_DEVICE_REMOVAL:
 				rdm_src_fail(src, -ENODEV,
 					     "RDMA device %s was removed; close the source "
