@@ -26,6 +26,8 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include <ferry/tls.h>
+
 #include "guest.h"
 
 #define BENCH_MAX_VALUES    16 /* values in one option list */
@@ -136,6 +138,7 @@ struct bench_result {
 	double registration_dst_ms; /* destination's; < 0: none */
 	char registration_used[16]; /* the source's strategy ("pin-all"...), "" if none */
 	char fallback_reason[160];  /* why rdma was not used, "" when it was or not asked */
+	char tls[48];		    /* the main stream's TLS session (the engine's), "" if none */
 	double throughput;	    /* wire bytes per second from first page to the end */
 	uint64_t rounds, transferred, total_ram;
 	uint64_t normal_pages, zero_pages, normal_bytes;
@@ -276,10 +279,12 @@ void bench_scenario_guest(const struct bench_scenario *sc, uint32_t seed,
 struct bench_dest;
 /**
  * bench_dest_start() - build the destination guest (RAM prefaulted) and
- * listen on @uri (tcp port 0 for any). Returns 0 and the port in *port.
+ * listen on @uri (tcp port 0 for any). @tls: the migration inside TLS with
+ * these (server) credentials, or NULL. Returns 0 and the port in *port.
  */
 int bench_dest_start(const struct bench_scenario *sc, uint32_t seed, uint64_t timeout_ms,
-		     const char *uri, struct bench_dest **out, int *port);
+		     const char *uri, const struct ferry_tls_attr *tls, struct bench_dest **out,
+		     int *port);
 /** struct bench_dest_result - what the destination measured. */
 struct bench_dest_result {
 	char status[16];
@@ -301,12 +306,14 @@ typedef void (*bench_progress_fn)(void *opaque, const struct ferry_stats *st);
 
 /**
  * bench_source_run() - build the source guest, migrate it to @uri and fill
- * @r's source-side figures. @stop: when it becomes non-zero the migration is
- * cancelled. Returns 0 when the migration completed, else a negative code.
+ * @r's source-side figures. @tls: the migration inside TLS with these
+ * (client) credentials, or NULL. @stop: when it becomes non-zero the
+ * migration is cancelled. Returns 0 when the migration completed, else a
+ * negative code.
  */
 int bench_source_run(const struct bench_scenario *sc, uint32_t seed, uint64_t timeout_ms,
-		     const char *uri, volatile int *stop, bench_progress_fn progress, void *opaque,
-		     struct bench_result *r);
+		     const char *uri, const struct ferry_tls_attr *tls, volatile int *stop,
+		     bench_progress_fn progress, void *opaque, struct bench_result *r);
 
 /**
  * bench_dump_ram() - write the RAM of the source guest that a scenario with
@@ -329,6 +336,8 @@ struct bench_options {
 	bool once;	       /* --server: serve one peer, then exit */
 	bool quiet;	       /* no progress display */
 	const char *dump_ram;  /* --dump-ram FILE: write the guest's RAM there and exit */
+	/* --tls-creds / --tls-psk ...: every migration inside TLS when x509_dir or psk_file */
+	struct ferry_tls_attr tls;
 	char command[2048];
 };
 

@@ -54,6 +54,7 @@ static const char *const columns[] = {
     "registration_ms_dst",
     "registration_used",
     "fallback_reason",
+    "tls",
 };
 
 #define NCOLS (sizeof(columns) / sizeof(columns[0]))
@@ -114,6 +115,7 @@ json_t *bench_result_json(const struct bench_result *r)
 						       : json_real(r->registration_dst_ms));
 	json_object_set_new(o, "registration_used", json_string(r->registration_used));
 	json_object_set_new(o, "fallback_reason", json_string(r->fallback_reason));
+	json_object_set_new(o, "tls", json_string(r->tls));
 	json_object_set_new(o, "type", json_string("run"));
 	return o;
 }
@@ -307,6 +309,14 @@ void bench_report_markdown(FILE *f, const struct bench_session *s, const struct 
 		s->host, s->kernel, s->cpus, s->loadavg_start, s->loadavg_end);
 	fprintf(f, "- memcpy (one thread, 64 MiB buffers): %.2f GiB/s\n",
 		s->memcpy_bytes_per_s / (1024.0 * 1024 * 1024));
+	{
+		const char *tls = "";
+
+		for (size_t i = 0; i < n && !tls[0]; i++)
+			tls = r[i].tls;
+		fprintf(f, "- TLS on the main stream and lanes: %s\n",
+			tls[0] ? tls : "none (plaintext)");
+	}
 	if (s->interrupted)
 		fprintf(f, "- **interrupted**: the results below are the runs that finished\n");
 	fprintf(f, "\n## Fabric ceiling (ferry's own microbenchmark, same session)\n\n");

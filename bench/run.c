@@ -16,6 +16,7 @@
 
 #include <ferry/engine.h>
 #include <ferry/error.h>
+#include <ferry/tls.h>
 
 #include "harness.h"
 
@@ -48,7 +49,8 @@ struct bench_dest {
 };
 
 int bench_dest_start(const struct bench_scenario *sc, uint32_t seed, uint64_t timeout_ms,
-		     const char *uri, struct bench_dest **out, int *port)
+		     const char *uri, const struct ferry_tls_attr *tls, struct bench_dest **out,
+		     int *port)
 {
 	struct bench_dest *d = calloc(1, sizeof(*d));
 	struct bench_guest_attr ga;
@@ -79,6 +81,8 @@ int bench_dest_start(const struct bench_scenario *sc, uint32_t seed, uint64_t ti
 	}
 	if (!ret)
 		ret = ferry_engine_set_params(d->eng, &p);
+	if (!ret && tls)
+		ret = ferry_engine_set_tls(d->eng, tls);
 	if (!ret)
 		ret = ferry_incoming(d->eng, uri, NULL, NULL);
 	if (ret < 0) {
@@ -147,8 +151,8 @@ static void on_event(void *opaque, enum ferry_event_type type, const struct ferr
 }
 
 int bench_source_run(const struct bench_scenario *sc, uint32_t seed, uint64_t timeout_ms,
-		     const char *uri, volatile int *stop, bench_progress_fn progress, void *opaque,
-		     struct bench_result *r)
+		     const char *uri, const struct ferry_tls_attr *tls, volatile int *stop,
+		     bench_progress_fn progress, void *opaque, struct bench_result *r)
 {
 	struct ferry_engine *eng = NULL;
 	struct bench_guest *g = NULL;
@@ -174,6 +178,8 @@ int bench_source_run(const struct bench_scenario *sc, uint32_t seed, uint64_t ti
 		ret = ferry_engine_set_dirty_log(eng, NULL);
 	if (!ret)
 		ret = ferry_engine_set_params(eng, &p);
+	if (!ret && tls)
+		ret = ferry_engine_set_tls(eng, tls);
 	if (!ret)
 		ret = ferry_engine_set_event_cb(eng, on_event, &rd);
 	if (!ret)
@@ -219,6 +225,7 @@ int bench_source_run(const struct bench_scenario *sc, uint32_t seed, uint64_t ti
 	r->registration_ms = st.registration[0] ? (double)st.registration_us / 1e3 : -1;
 	snprintf(r->registration_used, sizeof(r->registration_used), "%s", st.registration);
 	snprintf(r->fallback_reason, sizeof(r->fallback_reason), "%s", st.fallback_reason);
+	snprintf(r->tls, sizeof(r->tls), "%s", st.tls);
 	if (st.total_ms > st.setup_ms)
 		r->throughput = (double)st.transferred * 1e3 / (double)(st.total_ms - st.setup_ms);
 	ret = st.status == FERRY_STATUS_COMPLETED ? 0 : (st.error ? st.error : -ECANCELED);

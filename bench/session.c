@@ -46,6 +46,12 @@ static void install_sigint(void)
 	signal(SIGPIPE, SIG_IGN);
 }
 
+/* The TLS credentials every migration uses, or NULL for plaintext. */
+static const struct ferry_tls_attr *tls_of(const struct bench_options *o)
+{
+	return o->tls.x509_dir || o->tls.psk_file ? &o->tls : NULL;
+}
+
 static double mib(double b)
 {
 	return b / 1048576.0;
@@ -341,7 +347,8 @@ int bench_run_local(const struct bench_options *o)
 			else
 				snprintf(listen, sizeof(listen), "%s:%s:0",
 					 bench_transport_name(sc[i].transport), host);
-			ret = bench_dest_start(&sc[i], sp->seed, sp->timeout_ms, listen, &d, &port);
+			ret = bench_dest_start(&sc[i], sp->seed, sp->timeout_ms, listen, tls_of(o),
+					       &d, &port);
 			if (ret < 0) {
 				r.sc = sc[i];
 				snprintf(r.status, sizeof(r.status), "failed");
@@ -356,8 +363,8 @@ int bench_run_local(const struct bench_options *o)
 			else
 				snprintf(uri, sizeof(uri), "%s:%s:%d",
 					 bench_transport_name(sc[i].transport), host, port);
-			ret = bench_source_run(&sc[i], sp->seed, sp->timeout_ms, uri, &g_stop,
-					       progress_cb, &pr, &r);
+			ret = bench_source_run(&sc[i], sp->seed, sp->timeout_ms, uri, tls_of(o),
+					       &g_stop, progress_cb, &pr, &r);
 			if (ret)
 				bench_dest_cancel(d);
 			bench_dest_finish(d, &dr);
@@ -627,15 +634,22 @@ int bench_run_peer(const struct bench_options *o)
 				goto done;
 			snprintf(uri, sizeof(uri), strchr(host, ':') ? "%s:[%s]:%u" : "%s:%s:%u",
 				 bench_transport_name(sc[i].transport), host, m.u.ready.port);
-			sret = bench_source_run(&sc[i], sp->seed, sp->timeout_ms, uri, &g_stop,
-						progress_cb, &pr, &r);
+			sret = bench_source_run(&sc[i], sp->seed, sp->timeout_ms, uri, tls_of(o),
+						&g_stop, progress_cb, &pr, &r);
 			ret = expect(fd, &m, BENCH_MSG_RESULT, (int)sp->timeout_ms + 60000);
 			if (ret)
 				goto done;
 			r.verified = sret == 0 && m.u.result.verified;
-			if (sret == 0 && !m.u.result.verified)
+			if (sret == 0 && !m.u.result.verified) {
 				snprintf(r.verify_error, sizeof(r.verify_error), "destination: %s",
 					 m.u.result.verify_error);
+			} else if (sret != 0 && m.u.result.verify_error[0]) {
+				/* The source's reason, then the destination's (often the real one). */
+				size_t l = strlen(r.verify_error);
+
+				snprintf(r.verify_error + l, sizeof(r.verify_error) - l,
+					 "; destination: %s", m.u.result.verify_error);
+			}
 			r.cpu_dst_s = (double)m.u.result.cpu_us / 1e6;
 			r.memcpy_dst = m.u.result.memcpy_bytes;
 			r.registration_dst_ms = m.u.result.registration_us == UINT64_MAX
@@ -717,7 +731,8 @@ static int serve_run(int fd, const struct bench_options *o, const struct bench_m
 	}
 	snprintf(uri, sizeof(uri), strchr(addr, ':') ? "%s:[%s]:0" : "%s:%s:0",
 		 bench_transport_name(sc->transport), addr);
-	ret = bench_dest_start(sc, req->u.run.seed, req->u.run.timeout_ms, uri, &d, &port);
+	ret =
+	    bench_dest_start(sc, req->u.run.seed, req->u.run.timeout_ms, uri, tls_of(o), &d, &port);
 	if (ret) {
 		send_error(fd, ret, ferry_strerror(ret));
 		return ret;

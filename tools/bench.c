@@ -35,6 +35,10 @@ static const char usage[] =
     "when gnuplot is installed). Progress on stderr; Ctrl-C stops and keeps finished runs.\n"
     "--server listens for a --peer (control port 4480) and receives its guests;\n"
     "--max-ram bounds what it accepts (4G); --once exits after one peer.\n"
+    "TLS (every migration, both modes; docs/security-tls.md): --tls-psk FILE [--tls-psk-identity\n"
+    "  ID], or --tls-creds DIR (x509: the local run uses DIR's server and client files; the\n"
+    "  --server its server-*.pem, the --peer its client-*.pem and ca-cert.pem) with\n"
+    "  --tls-hostname NAME and --tls-verify-peer as for send/listen.\n"
     "--dump-ram FILE writes the source guest's RAM (first --ram, --seed) to FILE and exits\n"
     "(bench/peers/ gives QEMU the same bytes).\n"
     "Exit status: 0 every run verified, 1 a run failed, 2 usage, 130 interrupted.\n";
@@ -64,6 +68,11 @@ int ferry_cmd_bench(int argc, char **argv)
 	    {"once", no_argument, NULL, '1'},
 	    {"quiet", no_argument, NULL, 'q'},
 	    {"dump-ram", required_argument, NULL, 'D'},
+	    {"tls-creds", required_argument, NULL, 'X'},
+	    {"tls-psk", required_argument, NULL, 'K'},
+	    {"tls-psk-identity", required_argument, NULL, 'I'},
+	    {"tls-hostname", required_argument, NULL, 'n'},
+	    {"tls-verify-peer", no_argument, NULL, 'V'},
 	    {"help", no_argument, NULL, 'h'},
 	    {NULL, 0, NULL, 0},
 	};
@@ -117,6 +126,21 @@ int ferry_cmd_bench(int argc, char **argv)
 		case 'D':
 			o.dump_ram = optarg;
 			break;
+		case 'X':
+			o.tls.x509_dir = optarg;
+			break;
+		case 'K':
+			o.tls.psk_file = optarg;
+			break;
+		case 'I':
+			o.tls.psk_identity = optarg;
+			break;
+		case 'n':
+			o.tls.hostname = optarg;
+			break;
+		case 'V':
+			o.tls.verify_peer = true;
+			break;
 		case 'h':
 			fputs(usage, stdout);
 			return CLI_OK;
@@ -127,6 +151,16 @@ int ferry_cmd_bench(int argc, char **argv)
 	}
 	if (optind != argc || (o.server && o.peer)) {
 		fputs(usage, stderr);
+		return CLI_USAGE;
+	}
+	if (o.tls.x509_dir && o.tls.psk_file) {
+		fprintf(stderr, "ferry bench: --tls-creds and --tls-psk exclude each other\n");
+		return CLI_USAGE;
+	}
+	if (!o.tls.x509_dir && !o.tls.psk_file &&
+	    (o.tls.psk_identity || o.tls.hostname || o.tls.verify_peer)) {
+		fprintf(stderr, "ferry bench: --tls-hostname, --tls-psk-identity and "
+				"--tls-verify-peer need --tls-creds or --tls-psk\n");
 		return CLI_USAGE;
 	}
 	if (o.dump_ram) {

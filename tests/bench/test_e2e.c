@@ -265,6 +265,82 @@ Test(bench_e2e, two_hosts_over_loopback, .timeout = 240)
 	rm_rf(dir);
 }
 
+/* A pre-shared key file in @dir (identity "ferry"), written now. */
+static void write_psk(const char *dir, char *path, size_t len)
+{
+	FILE *f;
+
+	snprintf(path, len, "%s/psk.txt", dir);
+	f = fopen(path, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "ferry:");
+	for (int i = 0; i < 32; i++)
+		fprintf(f, "%02x", (unsigned int)(rand() & 0xff));
+	fprintf(f, "\n");
+	cr_assert_eq(fclose(f), 0);
+}
+
+/*
+ * --tls-psk: every migration of a local run inside TLS (main stream and lanes),
+ * each verified, the session named in every result and in the report; a --server
+ * with a key refuses a --peer without one, with the reason in the peer's result.
+ */
+Test(bench_e2e, tls_psk_local_and_refused_plaintext_peer, .timeout = 240)
+{
+	char dir[] = "/tmp/ferry-bench-tls-XXXXXX", psk[600], ctl[64], peer[64], out2[600];
+	const char *argv[] = {FERRY_CLI,    "bench", "--ram",  "32M", "--dirty-rate",	"0,20M",
+			      "--channels", "1",     "--reps", "1",   "--ceiling-time", "200",
+			      "--tls-psk",  psk,     "--out",  dir,   "--quiet",	NULL};
+	int port = free_port();
+	const char *sargv[] = {FERRY_CLI, "bench",     "--server", ctl, "--max-ram",
+			       "32M",	  "--tls-psk", psk,	   NULL};
+	const char *pargv[] = {FERRY_CLI, "bench", "--peer",	     peer,  "--ram", "32M",
+			       "--reps",  "1",	   "--ceiling-time", "200", "--out", out2,
+			       "--quiet", NULL};
+	char *all, *md, *save = NULL;
+	pid_t server;
+	int runs = 0;
+
+	cr_assert_not_null(mkdtemp(dir));
+	write_psk(dir, psk, sizeof(psk));
+	cr_assert_eq(wait_exit(spawn_cli(argv)), 0);
+	cr_assert_eq(check_jsonl(dir, "local", 1), 2);
+	all = slurp(dir, "results.jsonl");
+	for (char *line = strtok_r(all, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+		json_t *j = json_loads(line, 0, NULL);
+
+		if (strcmp(json_string_value(json_object_get(j, "type")), "run") == 0) {
+			const char *tls = json_string_value(json_object_get(j, "tls"));
+
+			cr_assert(tls && strstr(tls, "TLS"), "no TLS session in %s", line);
+			runs++;
+		}
+		json_decref(j);
+	}
+	free(all);
+	cr_assert_eq(runs, 2);
+	md = slurp(dir, "report.md");
+	cr_assert(strstr(md, "- TLS on the main stream and lanes: TLS"), "%s", md);
+	free(md);
+
+	snprintf(out2, sizeof(out2), "%s/peer", dir);
+	snprintf(ctl, sizeof(ctl), "tcp:127.0.0.1:%d", port);
+	snprintf(peer, sizeof(peer), "127.0.0.1:%d", port);
+	server = spawn_cli(sargv);
+	close(connect_port(port));
+	cr_assert_eq(wait_exit(spawn_cli(pargv)), 1);
+	all = slurp(out2, "results.jsonl");
+	cr_assert_not_null(all);
+	cr_assert(strstr(all, "\"verified\":false"), "%s", all);
+	/* The destination's reason reaches the peer's result. */
+	cr_assert(strstr(all, "destination: ") && strstr(all, "TLS with"),
+		  "the failure does not say TLS: %s", all);
+	free(all);
+	kill(server, SIGINT);
+	cr_assert_eq(wait_exit(server), 0);
+	rm_rf(dir);
+}
+
 /*
  * rdma scenarios: a real RDMA migration where the host has a device (the rig), else
  * the engine's fallback to TCP lanes, said in the result, and the ceiling's fallback

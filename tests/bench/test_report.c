@@ -71,6 +71,7 @@ static void sample(struct bench_result r[4], struct bench_session *ses)
 	r[3].registration_dst_ms = 7.25;
 	snprintf(r[3].registration_used, sizeof(r[3].registration_used), "pin-all");
 	snprintf(r[3].fallback_reason, sizeof(r[3].fallback_reason), "no RDMA device");
+	snprintf(r[3].tls, sizeof(r[3].tls), "TLS1.3 AES-256-GCM x509");
 	memset(ses, 0, sizeof(*ses));
 	snprintf(ses->command, sizeof(ses->command), "ferry bench --ram 256M");
 	snprintf(ses->mode, sizeof(ses->mode), "local");
@@ -132,6 +133,7 @@ Test(bench_report, json_has_every_parameter_and_metric)
 	cr_assert_str_eq(json_string_value(json_object_get(j, "registration_used")), "pin-all");
 	cr_assert_str_eq(json_string_value(json_object_get(j, "fallback_reason")),
 			 "no RDMA device");
+	cr_assert_str_eq(json_string_value(json_object_get(j, "tls")), "TLS1.3 AES-256-GCM x509");
 	json_decref(j);
 	j = bench_session_json(&ses);
 	cr_assert_str_eq(json_string_value(json_object_get(j, "type")), "session");
@@ -196,7 +198,8 @@ Test(bench_report, csv_rows_match_the_header)
 	cr_assert_not_null(row);
 	nh = csv_split(hdr, fh, 64);
 	nr = csv_split(row, fr, 64);
-	cr_assert_eq(nh, 38);
+	cr_assert_eq(nh, 39);
+	cr_assert_str_eq(fh[38], "tls");
 	cr_assert_eq(nr, nh, "%d fields under %d columns", nr, nh);
 	cr_assert_str_eq(fh[0], "scenario");
 	cr_assert_str_eq(fh[20], "throughput_bps");
@@ -219,6 +222,7 @@ Test(bench_report, csv_rows_match_the_header)
 	cr_assert_str_eq(fr[35], "7.25");
 	cr_assert_str_eq(fr[36], "pin-all");
 	cr_assert_str_eq(fr[37], "no RDMA device");
+	cr_assert_str_eq(fr[38], "TLS1.3 AES-256-GCM x509");
 	free(buf);
 }
 
@@ -236,6 +240,7 @@ Test(bench_report, markdown_summarises_each_scenario)
 	fclose(f);
 	cr_assert(strstr(buf, "- command: `ferry bench --ram 256M`"));
 	cr_assert(strstr(buf, "memcpy (one thread, 64 MiB buffers): 4.00 GiB/s"));
+	cr_assert(strstr(buf, "- TLS on the main stream and lanes: TLS1.3 AES-256-GCM x509\n"));
 	cr_assert(strstr(buf, "| tcp | 2 | 2048 KiB | tcp streams | 8.00 |"), "%s", buf);
 	/* Median (min-max) of 4, 2, 3 Gbit/s; ratios 0.5, 0.25, 0.375; downtime 10, 20, 30. */
 	cr_assert(strstr(buf,
