@@ -644,7 +644,8 @@ int bench_run_peer(const struct bench_options *o)
 				snprintf(r.verify_error, sizeof(r.verify_error), "destination: %s",
 					 m.u.result.verify_error);
 			} else if (sret != 0 && m.u.result.verify_error[0]) {
-				/* The source's reason, then the destination's (often the real one). */
+				/* The source's reason, then the destination's (often the real one).
+				 */
 				size_t l = strlen(r.verify_error);
 
 				snprintf(r.verify_error + l, sizeof(r.verify_error) - l,
