@@ -444,6 +444,26 @@ job_fuzz() {
 	return "$rc"
 }
 
+# "FILTER passing/tested, ..." from guest-suite.sh's output: each "=== guest-suite:
+# ferry-tests --filter 'F'" line and the Synthesis line that follows it.
+rig_summary() {
+	local f="" line out=""
+	while IFS= read -r line; do
+		case $line in
+		"=== guest-suite: ferry-tests --filter '"*)
+			f=${line#*--filter \'}
+			f=${f%\'}
+			;;
+		*Synthesis:*)
+			if [[ $line =~ Tested:\ ([0-9]+)\ \|\ Passing:\ ([0-9]+) ]]; then
+				out+="${out:+, }${f:-?} ${BASH_REMATCH[2]}/${BASH_REMATCH[1]}"
+			fi
+			;;
+		esac
+	done <"$1"
+	echo "${out:-no Synthesis line}"
+}
+
 # The rig's contract: exit 0 passed, 77 skipped (with a "SKIP: why" line),
 # anything else failed. It gets the build dir and a log dir of its own.
 job_rig() {
@@ -465,10 +485,8 @@ job_rig() {
 			tee "$LOGS/rig/rdma-suites.log"
 		rc=${PIPESTATUS[0]}
 		((rc == 77)) && echo "SKIP: tests/rdma/run-in-rig.sh could not run the rig"
-		((rc == 0)) && echo "NOTE: smoke passed; RDMA suites in the soft-RoCE guest:" \
-			"$(grep -a 'Synthesis' "$LOGS/rig/rdma-suites.log" |
-				sed -E 's/.*Tested: ([0-9]+) \| Passing: ([0-9]+).*/\2 of \1/' |
-				paste -sd+ -) passed"
+		((rc == 0)) && echo "NOTE: smoke passed; in the soft-RoCE guest (passing/tested):" \
+			"$(rig_summary "$LOGS/rig/rdma-suites.log")"
 	fi
 	return "$rc"
 }
