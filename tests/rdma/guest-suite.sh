@@ -3,8 +3,8 @@
 #
 # Usage: guest-suite.sh FERRY_TESTS [FILTER]
 #   With a FILTER: that filter, one test at a time. Without: every rdma suite but the
-#   fault injection, then the rdma rows of the fault matrix (engine_faults/rdma), then
-#   rdma_failover on its own (it removes the device under a
+#   fault injection, then the rdma rows of the fault matrix (engine_faults/rdma) and the
+#   userfaultfd dirty log suite (on the guest's Debian kernel), then rdma_failover on its own (it removes the device under a
 #   migration; the device is added back once the removal completed), then the fault
 #   suite on its own (it takes the link down and removes the device), then a check that
 #   the removal it started finished once the test process was gone (librdmacm holds a
@@ -70,6 +70,9 @@ rc=0
 run 'rdma_!(fault|failover)/*' || rc=1
 # The fault matrix's rdma rows (main stream proxied, pages by RDMA), while the device is whole.
 run 'engine_faults/rdma' || rc=1
+# The userfaultfd dirty log on Debian 12's kernel (6.1: the synchronous mode only; the
+# host's newer kernel mostly runs the asynchronous one).
+run 'engine_dirty_uffd/*' || rc=1
 # "link rxe0/1 state ACTIVE ...": the device the fault suites remove.
 DEV=$(rdma link show 2>/dev/null | awk '$1 == "link" { sub("/.*", "", $2); print $2; exit }')
 NETDEV=$(rdma link show 2>/dev/null | awk '$1 == "link" { for (i = 1; i < NF; i++) if ($i == "netdev") { print $(i + 1); exit } }')
