@@ -531,7 +531,7 @@ job_packages_exported() {
 }
 export -f job_packages job_packages_exported job_build job_format job_asan job_valgrind \
 	job_clang job_fuzz job_rig job_kvm job_tsan missing_packages seed_dir synthesis asan_report_is_criterions \
-	vg_log_is_bad
+	vg_log_is_bad rig_summary
 
 # ---- main --------------------------------------------------------------------------
 
