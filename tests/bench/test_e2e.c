@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../channels/helpers.h"
 #include "ctrl.h"
 
 extern char **environ;
@@ -265,21 +266,6 @@ Test(bench_e2e, two_hosts_over_loopback, .timeout = 240)
 	rm_rf(dir);
 }
 
-/* A pre-shared key file in @dir (identity "ferry"), written now. */
-static void write_psk(const char *dir, char *path, size_t len)
-{
-	FILE *f;
-
-	snprintf(path, len, "%s/psk.txt", dir);
-	f = fopen(path, "w");
-	cr_assert_not_null(f);
-	fprintf(f, "ferry:");
-	for (int i = 0; i < 32; i++)
-		fprintf(f, "%02x", (unsigned int)(rand() & 0xff));
-	fprintf(f, "\n");
-	cr_assert_eq(fclose(f), 0);
-}
-
 /*
  * --tls-psk: every migration of a local run inside TLS (main stream and lanes),
  * each verified, the session named in every result and in the report; a --server
@@ -302,7 +288,7 @@ Test(bench_e2e, tls_psk_local_and_refused_plaintext_peer, .timeout = 240)
 	int runs = 0;
 
 	cr_assert_not_null(mkdtemp(dir));
-	write_psk(dir, psk, sizeof(psk));
+	ct_psk_file(psk, sizeof(psk));
 	cr_assert_eq(wait_exit(spawn_cli(argv)), 0);
 	cr_assert_eq(check_jsonl(dir, "local", 1), 2);
 	all = slurp(dir, "results.jsonl");
@@ -338,6 +324,7 @@ Test(bench_e2e, tls_psk_local_and_refused_plaintext_peer, .timeout = 240)
 	free(all);
 	kill(server, SIGINT);
 	cr_assert_eq(wait_exit(server), 0);
+	unlink(psk);
 	rm_rf(dir);
 }
 

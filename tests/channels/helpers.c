@@ -386,3 +386,24 @@ const char *ct_tls_path(const char *name)
 	snprintf(buf[i], sizeof(buf[i]), "%s/%s", tls_suite_dir, name);
 	return buf[i];
 }
+
+void ct_psk_file(char *path, size_t len)
+{
+	unsigned char key[32];
+	FILE *f, *r = fopen("/dev/urandom", "rb");
+	int fd;
+
+	cr_assert_not_null(r);
+	cr_assert_eq(fread(key, 1, sizeof(key), r), sizeof(key));
+	fclose(r);
+	snprintf(path, len, "/tmp/ferry-psk-XXXXXX");
+	fd = mkstemp(path);
+	cr_assert_geq(fd, 0);
+	f = fdopen(fd, "w");
+	cr_assert_not_null(f);
+	fprintf(f, "ferry:");
+	for (size_t i = 0; i < sizeof(key); i++)
+		fprintf(f, "%02x", key[i]);
+	fprintf(f, "\n");
+	cr_assert_eq(fclose(f), 0);
+}

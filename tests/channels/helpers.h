@@ -96,6 +96,12 @@ void ct_tls_suite_setup(void);
 void ct_tls_suite_teardown(void);
 const char *ct_tls_path(const char *name);
 
+/*
+ * A pre-shared key file written now (identity "ferry", 32 random bytes), at a
+ * new /tmp path put in @path; the caller unlinks it.
+ */
+void ct_psk_file(char *path, size_t len);
+
 /* Wait for @thread up to @ms; true if it ended. */
 bool ct_join_within(void *thread, int ms);
 

@@ -58,6 +58,7 @@
 #include <ferry/error.h>
 #include <ferry/log.h>
 
+#include "../channels/helpers.h"
 #include "../rdma/helpers.h"
 #include "bench/guest.h"
 #include "fault_proxy.h"
@@ -498,19 +499,8 @@ static void check_phase(const struct fx_run *run)
 static void use_tls(struct fx_side *src, struct fx_side *dst, char *psk, size_t len)
 {
 	struct ferry_tls_attr t = {0};
-	FILE *f;
-	int fd;
 
-	snprintf(psk, len, "/tmp/ferry-faults-psk-XXXXXX");
-	fd = mkstemp(psk);
-	cr_assert_geq(fd, 0);
-	f = fdopen(fd, "w");
-	cr_assert_not_null(f);
-	fprintf(f, "ferry:");
-	for (int i = 0; i < 32; i++)
-		fprintf(f, "%02x", (unsigned int)(rand() & 0xff));
-	fprintf(f, "\n");
-	fclose(f);
+	ct_psk_file(psk, len);
 	t.psk_file = psk;
 	cr_assert_eq(ferry_engine_set_tls(src->eng, &t), 0);
 	cr_assert_eq(ferry_engine_set_tls(dst->eng, &t), 0);

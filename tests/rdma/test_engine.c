@@ -175,17 +175,13 @@ Test(rdma_engine, tls_main_stream_authenticates_the_queue_pairs)
 				 .rdma_registration = "pin-all",
 				 .no_fallback = true,
 				 .timeout_ms = 180000};
-	char psk[] = "/tmp/ferry-rdma-psk-XXXXXX";
+	char psk[64];
 	struct side src, dst;
 	struct ferry_stats s, d;
 	struct rt_env env;
-	int fd;
 
 	rt_env_or_skip(&env);
-	fd = mkstemp(psk);
-	cr_assert_geq(fd, 0);
-	cr_assert_eq(write(fd, "ferry:00112233445566778899aabbccddeeff\n", 39), 39);
-	close(fd);
+	ct_psk_file(psk, sizeof(psk));
 	make_side(&src, true, &p);
 	make_side(&dst, false, &p);
 	cr_assert_eq(ferry_engine_set_tls(src.eng, &(struct ferry_tls_attr){.psk_file = psk}), 0);
