@@ -129,8 +129,13 @@ job_note() { # log prefix
 
 # "Tested: 12 | Passing: 12 | Failing: 0 | Crashing: 0" -> "12 tests, 0 failing, 0 crashing"
 synthesis() { # log
-	grep -a 'Synthesis:' "$1" 2>/dev/null | tail -n 1 |
-		sed -E 's/.*Tested: ([0-9]+) \| Passing: [0-9]+ \| Failing: ([0-9]+) \| Crashing: ([0-9]+).*/\1 tests, \2 failing, \3 crashing/'
+	local s names
+	s=$(grep -a 'Synthesis:' "$1" 2>/dev/null | tail -n 1 |
+		sed -E 's/.*Tested: ([0-9]+) \| Passing: [0-9]+ \| Failing: ([0-9]+) \| Crashing: ([0-9]+).*/\1 tests, \2 failing, \3 crashing/')
+	# Name what failed, so a job's note says which test without its log.
+	names=$(grep -a -E '^\[FAIL\] |^\[----\] [^ ]+::[^ ]+: (CRASH|Timed out)' "$1" 2>/dev/null |
+		sed -E 's/^\[[A-Z-]+\] ([^ ]+::[^: ]+):.*/\1/' | sort -u | head -n 8 | paste -sd ' ')
+	echo "$s${names:+ ($names)}"
 }
 
 skipped_by_user() {
@@ -190,8 +195,24 @@ print_table() {
 	printf '%-9s %-6s %7s\n' total "" "$(fmt_time "$total")"
 	if ((${#FAILED[@]})) && [[ $MODE == test ]]; then
 		echo "FAILED: ${FAILED[*]} (the run fails whatever the final tests say)"
+		for j in "${FAILED[@]}"; do
+			criterion_failures "$LOGS/$j.log" "$j"
+		done
 	fi
 	echo
+}
+
+# The assertion messages and names of failed tests in a Criterion log, so the
+# part of a CI log that is kept shows why, not only that, a check failed.
+criterion_failures() { # log job
+	local out
+	out=$(awk '/^\[----\] .*: Assertion Failed/ { keep = 1; print; next }
+	     keep && /^\[----\]   / { print; next }
+	     { keep = 0 }
+	     /^\[FAIL\] |^\[----\] [^ ]+::[^ ]+: (CRASH|Timed out)/ { print }' "$1" 2>/dev/null | head -n 40)
+	[[ -n $out ]] || return 0
+	echo "-- $2: failed tests --"
+	echo "$out"
 }
 
 # ---- jobs ------------------------------------------------------------------------------
