@@ -111,7 +111,7 @@ Test(channels_fd, pipe_shutdown_unblocks_reader_and_writer)
 	ferry_channel_shutdown(dst);
 	cr_assert(ct_join_within(rt.thread, 2000), "pipe reader not woken");
 	free(rt.thread);
-	cr_assert_lt(ct_now_ms() - t0, 500);
+	cr_assert_lt(ct_now_ms() - t0, 1500); /* woken, not at a timeout; noise allowed */
 	cr_assert_eq(rt.ret, -ECANCELED);
 	cr_assert_eq(ferry_channel_close(dst), -ECANCELED);
 	close(p[1]);
@@ -126,7 +126,7 @@ Test(channels_fd, pipe_shutdown_unblocks_reader_and_writer)
 	t0 = ct_now_ms();
 	ferry_channel_shutdown(src);
 	cr_assert_eq(ct_sender_join(&s), -ECANCELED, "%s", ferry_strerror(s.ret));
-	cr_assert_lt(ct_now_ms() - t0, 500);
+	cr_assert_lt(ct_now_ms() - t0, 1500); /* woken, not at a timeout; noise allowed */
 	ferry_channel_destroy(src);
 	close(q[0]);
 	ct_ram_free(ram, 1024);

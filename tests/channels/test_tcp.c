@@ -307,7 +307,7 @@ Test(channels_tcp, listener_shutdown_wakes_accept, .timeout = 10)
 	t0 = ct_now_ms();
 	ferry_listener_shutdown(a.l);
 	cr_assert(ct_join_within(&t, 2000), "accept not woken by shutdown");
-	cr_assert_lt(ct_now_ms() - t0, 500);
+	cr_assert_lt(ct_now_ms() - t0, 1500); /* woken, not at a timeout; noise allowed */
 	cr_assert_eq(a.ret, -ECANCELED);
 	cr_assert_null(a.ch);
 	cr_assert_eq(ferry_listener_accept(a.l, 1000, &a.ch), -ECANCELED);
@@ -333,7 +333,7 @@ Test(channels_tcp, shutdown_unblocks_reader, .timeout = 10)
 	ferry_channel_shutdown(dst);
 	cr_assert(ct_join_within(rt.thread, 2000), "reader not woken by shutdown");
 	free(rt.thread);
-	cr_assert_lt(ct_now_ms() - t0, 500);
+	cr_assert_lt(ct_now_ms() - t0, 1500); /* woken, not at a timeout; noise allowed */
 	cr_assert_eq(rt.ret, -ECANCELED, "%s", ferry_strerror(rt.ret));
 	/* Every later call fails the same way; the peer sees end of stream. */
 	cr_assert_eq(ferry_channel_read(dst, &c, 1), -ECANCELED);

