@@ -274,6 +274,17 @@ void ferry_channel_destroy(struct ferry_channel *ch)
 		chan_free(ch, false);
 }
 
+bool ferry_channel_readable(const struct ferry_channel *ch)
+{
+	struct pollfd p = {.fd = ch->fd, .events = POLLIN};
+
+	if ((ch->ops != &chan_sock_ops && ch->ops != &chan_tls_ops) || ch->fd < 0)
+		return false;
+	if (ch->ops == &chan_tls_ops && chan_tls_pending(ch) > 0)
+		return true;
+	return poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLRDHUP | POLLHUP | POLLERR));
+}
+
 const char *ferry_channel_peer_name(const struct ferry_channel *ch)
 {
 	return ch->peer;

@@ -353,6 +353,19 @@ const char *ferry_channel_peer_name(const struct ferry_channel *ch);
  */
 bool ferry_channel_peer_closed(const struct ferry_channel *ch);
 
+/**
+ * ferry_channel_readable() - whether a read of a socket channel would not
+ * block: bytes (for TLS, records or decrypted bytes) are waiting, or the peer
+ * hung up. Looks without waiting and without consuming anything; bytes a
+ * struct ferry_reader has already buffered are not seen. ferry's TLS sends
+ * nothing after its handshake unasked (no session tickets), so on a TLS
+ * channel it means the peer wrote or hung up.
+ * Thread context: any thread, between open and close/destroy, while no other
+ * thread reads the channel.
+ * Returns false for channels that are not sockets.
+ */
+bool ferry_channel_readable(const struct ferry_channel *ch);
+
 /** ferry_channel_scheme() - the kind of channel. Thread context: any thread. */
 enum ferry_uri_scheme ferry_channel_scheme(const struct ferry_channel *ch);
 

@@ -790,7 +790,11 @@ int ferry_channel_start_tls(struct ferry_channel *ch, const struct ferry_tls_cre
 		free(t);
 		return -ENOMEM;
 	}
-	r = gnutls_init(&t->s, (client ? GNUTLS_CLIENT : GNUTLS_SERVER) | GNUTLS_NO_SIGNAL);
+	/* No session tickets: ferry never resumes a session, and a server that
+	 * sent them would make the peer's socket readable with no message in it
+	 * (ferry_channel_readable(), which the engine's return path relies on). */
+	r = gnutls_init(&t->s, (client ? GNUTLS_CLIENT : GNUTLS_SERVER) | GNUTLS_NO_SIGNAL |
+				   GNUTLS_NO_TICKETS);
 	if (r < 0) {
 		free(t->stage);
 		free(t);

@@ -247,6 +247,52 @@ Test(channels_tls, psk_right_key)
 	ferry_tls_creds_destroy(sc);
 }
 
+/*
+ * The engine's source watches its return path while its lanes connect: the
+ * destination writes there only to refuse the offered lanes or to fail. A
+ * TLS server that sent session tickets after the handshake would make that
+ * socket readable with no message in it.
+ */
+static void expect_silent_until_written(struct ferry_channel *src, struct ferry_channel *dst)
+{
+	char x = 'x', c;
+	struct iovec iov = {.iov_base = &x, .iov_len = 1};
+
+	usleep(200 * 1000);
+	cr_assert(!ferry_channel_readable(src), "the server sent something unasked");
+	cr_assert(!ferry_channel_readable(dst), "the client sent something unasked");
+	cr_assert_eq(ferry_channel_writev(dst, &iov, 1), 1);
+	for (int i = 0; i < 200 && !ferry_channel_readable(src); i++)
+		usleep(10 * 1000);
+	cr_assert(ferry_channel_readable(src), "a written byte did not make the client readable");
+	cr_assert_eq(ferry_channel_read(src, &c, 1), 1);
+	cr_assert_eq(c, 'x');
+	cr_assert(!ferry_channel_readable(src), "readable after the only byte was read");
+}
+
+Test(channels_tls, nothing_unasked_after_the_handshake)
+{
+	struct ferry_tls_attr pa = {.psk_file = ct_tls_path("psk.key")};
+	struct ferry_tls_attr ca = {.x509_dir = ct_tls_path("good")};
+	struct ferry_tls_attr sa = {.x509_dir = ct_tls_path("good"), .verify_peer = true};
+	struct ferry_tls_creds *c[2] = {creds(FERRY_TLS_CLIENT, &pa), creds(FERRY_TLS_CLIENT, &ca)};
+	struct ferry_tls_creds *s[2] = {creds(FERRY_TLS_SERVER, &pa), creds(FERRY_TLS_SERVER, &sa)};
+	struct ferry_channel *src, *dst;
+	int cret, sret;
+
+	for (int i = 0; i < 2; i++) {
+		handshake(c[i], i ? "localhost" : NULL, s[i], &src, &dst, &cret, &sret);
+		cr_assert_eq(cret, 0, "client: %s", ferry_strerror(cret));
+		cr_assert_eq(sret, 0, "server: %s", ferry_strerror(sret));
+		expect_silent_until_written(src, dst);
+		ferry_channel_destroy(src);
+		cr_assert(ferry_channel_readable(dst), "a hang-up is readable");
+		ferry_channel_destroy(dst);
+		ferry_tls_creds_destroy(c[i]);
+		ferry_tls_creds_destroy(s[i]);
+	}
+}
+
 Test(channels_tls, psk_wrong_key_refused)
 {
 	struct ferry_tls_attr ca = {.psk_file = ct_tls_path("psk-wrong.key")};
