@@ -495,6 +495,7 @@ int eng_dp_prepare_source(struct ferry_engine *eng)
 	dp->quit = false;
 	dp->err = 0;
 	dp->connected = false;
+	atomic_store(&dp->dest_spoke, false);
 	dp->active = true;
 	set_transport_stats(eng);
 	pthread_mutex_lock(&eng->lock);
@@ -532,6 +533,64 @@ static int dp_auth_key(struct ferry_engine *eng, bool *on, uint8_t key[FERRY_DP_
 	return 0;
 }
 
+static void printable(char *name);
+
+/*
+ * Source, migration thread: the watchdog cut the lanes' connect short because
+ * the destination wrote on the return path (engine.c). Read that one message:
+ * a refusal of the offered lanes (returns FERRY_ENORDMA, its reason in @why),
+ * or a failure (SHUT), or anything else (the stream is broken). Every length
+ * is the peer's: bounded before use.
+ */
+static int dp_read_refusal(struct ferry_engine *eng, char *why, size_t whylen)
+{
+	struct ferry_reader *r = eng->conn.r;
+	char text[RP_DP_REASON_MAX + 1];
+	uint16_t type, len;
+	uint32_t value;
+	int ret;
+
+	type = ferry_get_be16(r);
+	len = ferry_get_be16(r);
+	value = ferry_get_be32(r);
+	ret = ferry_reader_error(r);
+	if (ret < 0) {
+		eng_fail(eng, ret,
+			 "the destination broke the return path while the lanes connected: %s",
+			 ferry_reader_errmsg(r)[0] ? ferry_reader_errmsg(r) : "connection closed");
+		return ret;
+	}
+	if (type == RP_MSG_SHUT && len == 4) {
+		eng_fail(eng, FERRY_EPEERABORT,
+			 "the destination failed while the lanes connected (status %" PRIu32
+			 "); see its log",
+			 value);
+		return FERRY_EPEERABORT;
+	}
+	if (type != RP_MSG_DP_REFUSED || len < 4 || len > 4 + RP_DP_REASON_MAX) {
+		eng_fail(eng, FERRY_EBADSTREAM,
+			 "return-path message %u of %u bytes while the lanes connected: only a "
+			 "refusal of them (%u, 4 to %u bytes) may come then",
+			 type, len, RP_MSG_DP_REFUSED, 4 + RP_DP_REASON_MAX);
+		return FERRY_EBADSTREAM;
+	}
+	ferry_get_buffer(r, text, len - 4u);
+	ret = ferry_reader_error(r);
+	if (ret < 0) {
+		eng_fail(eng, ret, "the destination's refusal of the lanes was cut short: %s",
+			 ferry_reader_errmsg(r));
+		return ret;
+	}
+	text[len - 4u] = '\0';
+	printable(text);
+	/* The text names the cause; the code (@value) is only for the record. */
+	snprintf(why, whylen, "the destination cannot take them: %s", text);
+	eng_log(FERRY_LOG_DEBUG, "the destination refused the lanes with code %" PRId32,
+		(int32_t)value);
+	atomic_store(&eng->dp.dest_spoke, false);
+	return FERRY_ENORDMA;
+}
+
 static int dp_open_source(struct ferry_engine *eng, int timeout_ms)
 {
 	struct eng_dp *dp = &eng->dp;
@@ -563,10 +622,17 @@ static int dp_open_source(struct ferry_engine *eng, int timeout_ms)
 	if (eng_cancelled(eng))
 		return FERRY_ECANCELED;
 	atomic_store(&dp->connecting, true);
+	dp->refused[0] = '\0';
+	/* The offer itself, or lanes never offered: a refusal answers the offer. After a
+	 * fallback one may arrive late; unread, the verdict's reader skips it. */
+	atomic_store(&dp->watch_rp,
+		     !(dp->nego.flags & FERRY_DP_NEGO_F_CHOICE) || dp->fallback_sops);
 	ret = dp->sops->connect(ctx);
 	atomic_store(&dp->connecting, false);
 	if (ret < 0 && eng_cancelled(eng))
 		ret = FERRY_ECANCELED;
+	else if (ret < 0 && atomic_load(&dp->dest_spoke))
+		ret = dp_read_refusal(eng, dp->refused, sizeof(dp->refused));
 	return ret;
 }
 
@@ -592,7 +658,7 @@ static int dp_try_offer(struct ferry_engine *eng)
 {
 	struct eng_dp *dp = &eng->dp;
 	const char *name;
-	char why[160];
+	char why[512];
 	int ret;
 
 	/* The destination must read the offer (and start listening) while we connect. */
@@ -608,7 +674,7 @@ static int dp_try_offer(struct ferry_engine *eng)
 		return ret;
 	} else {
 		snprintf(why, sizeof(why), "%s data path to %s unavailable: %s", dp->sops->name,
-			 dp->uri, ferry_strerror(ret));
+			 dp->uri, dp->refused[0] ? dp->refused : ferry_strerror(ret));
 		dp_drop_source(eng);
 		if (eng->params.no_fallback || !dp->fallback_sops ||
 		    !ferry_rdma_dp_fallback_error(ret)) {
@@ -624,7 +690,9 @@ static int dp_try_offer(struct ferry_engine *eng)
 		dp->sops = dp->fallback_sops;
 		dp->fallback_sops = NULL;
 		pthread_mutex_lock(&eng->lock);
-		snprintf(eng->stats.fallback_reason, sizeof(eng->stats.fallback_reason), "%s", why);
+		/* Cut to the field's size: the whole reason is in the warning above. */
+		snprintf(eng->stats.fallback_reason, sizeof(eng->stats.fallback_reason), "%.*s",
+			 (int)sizeof(eng->stats.fallback_reason) - 1, why);
 		pthread_mutex_unlock(&eng->lock);
 		set_transport_stats(eng);
 	}
@@ -759,7 +827,8 @@ int eng_dp_connect(struct ferry_engine *eng)
 		if (ret < 0) {
 			if (ret != FERRY_ECANCELED)
 				eng_fail(eng, ret, "cannot bring up %u data connections to %s: %s",
-					 dp->lanes, dp->uri, ferry_strerror(ret));
+					 dp->lanes, dp->uri,
+					 dp->refused[0] ? dp->refused : ferry_strerror(ret));
 			return ret;
 		}
 		dp->connected = true;
@@ -869,6 +938,30 @@ static void printable(char *name)
 			*c = '?';
 }
 
+/*
+ * Destination: tell the source at once, on the return path, that the offered
+ * lanes cannot come; it is connecting them and would otherwise wait for its
+ * connect timeout before falling back. Without a return path (or if writing
+ * fails) the source still falls back, at that timeout.
+ */
+static void dp_refuse_offer(struct ferry_engine *eng, int err)
+{
+	struct ferry_writer *w = eng->conn.w;
+	const char *why = ferry_strerror(err);
+	size_t n = strnlen(why, RP_DP_REASON_MAX);
+	int ret;
+
+	if (!w || !eng->conn.has_return_path)
+		return;
+	ferry_put_be16(w, RP_MSG_DP_REFUSED);
+	ferry_put_be16(w, (uint16_t)(4 + n));
+	ferry_put_be32(w, (uint32_t)err);
+	ferry_put_buffer(w, why, n);
+	ret = ferry_writer_flush(w);
+	if (ret < 0)
+		eng_log(FERRY_LOG_WARN, "could not tell the source: %s", ferry_strerror(ret));
+}
+
 int eng_dp_accept(struct ferry_engine *eng)
 {
 	struct eng_dp *dp = &eng->dp;
@@ -952,6 +1045,7 @@ int eng_dp_accept(struct ferry_engine *eng)
 		eng_log(FERRY_LOG_WARN,
 			"cannot take %s lanes on %s: %s; the source should fall back to TCP lanes",
 			dp->dops->name, dp->uri, ferry_strerror(ret));
+		dp_refuse_offer(eng, ret);
 		pthread_mutex_lock(&eng->conn_lock);
 		ctx = dp->ctx;
 		dp->ctx = NULL;

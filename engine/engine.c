@@ -465,6 +465,26 @@ static bool dest_hung_up_while_connecting(struct ferry_engine *eng)
 	return gone;
 }
 
+/*
+ * Source: the destination writes on the return path before its verdict only
+ * to refuse the offered lanes (or to fail): it may do so while they connect,
+ * and they would then only give up at their connect timeout. Seen, the
+ * connect is cut short and the migration thread reads what it says
+ * (datapath.c). Takes conn_lock.
+ */
+static void dest_spoke_while_connecting(struct ferry_engine *eng)
+{
+	if (!atomic_load(&eng->dp.connecting) || !atomic_load(&eng->dp.watch_rp) ||
+	    atomic_load(&eng->dp.dest_spoke))
+		return;
+	pthread_mutex_lock(&eng->conn_lock);
+	if (eng->conn.ch && eng->conn.has_return_path && ferry_channel_readable(eng->conn.ch)) {
+		atomic_store(&eng->dp.dest_spoke, true);
+		eng_dp_abort(eng);
+	}
+	pthread_mutex_unlock(&eng->conn_lock);
+}
+
 static void *watchdog_thread(void *arg)
 {
 	struct ferry_engine *eng = arg;
@@ -483,6 +503,8 @@ static void *watchdog_thread(void *arg)
 		pthread_mutex_unlock(&eng->lock);
 		moved = bytes_moved(eng, &connected);
 		hung_up = dest_hung_up_while_connecting(eng);
+		if (!hung_up)
+			dest_spoke_while_connecting(eng);
 		pthread_mutex_lock(&eng->lock);
 		if (hung_up)
 			fire = true;

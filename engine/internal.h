@@ -40,6 +40,13 @@
 /* Return-path messages, destination to source (FORMAT.md §11). */
 #define RP_MSG_SHUT 1
 #define RP_MSG_PONG 2
+/*
+ * ferry's own, far from QEMU's numbers: the destination cannot take the
+ * offered lanes. be32 error (negative errno or ferry code), then the reason,
+ * printable text of at most RP_DP_REASON_MAX bytes (no terminator).
+ */
+#define RP_MSG_DP_REFUSED 0x4601
+#define RP_DP_REASON_MAX  200
 
 struct eng_block {
 	char name[256];
@@ -126,6 +133,12 @@ struct eng_dp {
 	bool active;
 	/* source: the lanes are connecting (the watchdog watches the main stream meanwhile) */
 	atomic_bool connecting;
+	/* source: whether the watchdog reads the return path while they connect (not
+	 * for the TCP lanes of a fallback: a refusal may still be on its way then) */
+	atomic_bool watch_rp;
+	/* source: the destination wrote on the return path while they connected */
+	atomic_bool dest_spoke;
+	char refused[RP_DP_REASON_MAX + 48]; /* source: its refusal, when that is what it wrote */
 	const struct ferry_dp_source_ops *sops;
 	const struct ferry_dp_dest_ops *dops;
 	void *ctx;

@@ -235,11 +235,12 @@ Test(rdma_engine, chunked_4_qps)
 }
 
 /*
- * The destination cannot take RDMA lanes (it asks for ODP, which rxe does
- * not have): nothing listens on the rdma_cm port, the source's connect runs
- * out of time, and both sides move to TCP lanes.
+ * The destination cannot take RDMA lanes (ODP asked of a device without it):
+ * it says so on the return path, and the source, connecting its queue pairs
+ * meanwhile, falls back to TCP lanes on hearing it instead of at the end of
+ * its 20 s connect. With @tls the return path runs inside TLS.
  */
-Test(rdma_engine, fallback_when_the_destination_cannot, .timeout = 240)
+static void fallback_when_the_destination_cannot(bool tls)
 {
 	struct ferry_params ps = {
 	    .channels = 2, .rdma_registration = "pin-all", .timeout_ms = 180000};
@@ -247,25 +248,50 @@ Test(rdma_engine, fallback_when_the_destination_cannot, .timeout = 240)
 	struct side src, dst;
 	struct ferry_stats s, d;
 	struct rt_env env;
+	char psk[64];
 
 	rt_env_or_skip(&env);
 	if (env.dev.odp)
 		cr_skip_test("%s has ODP: the destination would not fail", env.dev.name);
 	make_side(&src, true, &ps);
 	make_side(&dst, false, &pd);
+	if (tls) {
+		ct_psk_file(psk, sizeof(psk));
+		cr_assert_eq(
+		    ferry_engine_set_tls(src.eng, &(struct ferry_tls_attr){.psk_file = psk}), 0);
+		cr_assert_eq(
+		    ferry_engine_set_tls(dst.eng, &(struct ferry_tls_attr){.psk_file = psk}), 0);
+	}
 	migrate(&src, &dst, env.ip);
+	if (tls)
+		unlink(psk);
 	expect_completed(&src, "source");
 	expect_completed(&dst, "destination");
 	expect_consistent(&src, &dst);
 	stats_of(&src, &s);
 	stats_of(&dst, &d);
+	cr_log_info("fell back after %lu ms of setup (total %lu ms): %s", (unsigned long)s.setup_ms,
+		    (unsigned long)s.total_ms, s.fallback_reason);
 	cr_assert_str_eq(s.transport, "tcp-multi");
 	cr_assert_str_eq(d.transport, "tcp-multi");
-	cr_assert_neq(s.fallback_reason[0], '\0');
+	cr_assert(strstr(s.fallback_reason, "the destination cannot take them"),
+		  "the source did not hear the destination's refusal: '%s'", s.fallback_reason);
 	cr_assert_neq(d.fallback_reason[0], '\0');
 	cr_assert_str_eq(s.registration, "");
+	if (tls)
+		cr_assert(strstr(s.tls, "psk"), "source tls '%s'", s.tls);
 	free_side(&src);
 	free_side(&dst);
+}
+
+Test(rdma_engine, fallback_when_the_destination_cannot, .timeout = 240)
+{
+	fallback_when_the_destination_cannot(false);
+}
+
+Test(rdma_engine, fallback_when_the_destination_cannot_over_tls, .timeout = 240)
+{
+	fallback_when_the_destination_cannot(true);
 }
 
 /* ---- without a device (any host without RDMA) ------------------------------------------ */
