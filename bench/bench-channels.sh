@@ -38,32 +38,15 @@ mkdir -p "$(dirname "$OUT")"
 command -v iperf3 >/dev/null || { echo "iperf3 missing (apt-get install iperf3)" >&2; exit 2; }
 command -v python3 >/dev/null || { echo "python3 missing" >&2; exit 2; }
 
-pids=()
-tmp=$(mktemp -d)
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-
-# Wait (up to 120 s) until something listens on 127.0.0.1:$1, without connecting to it.
-wait_listen() {
-	for _ in $(seq 1200); do
-		ss -Hltn "sport = :$1" | grep -q . && return 0
-		sleep 0.1
-	done
-	echo "nothing listens on port $1" >&2
-	return 1
-}
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 # One migration over $1 channels; appends {"kind":"ferry",...} to $OUT.
 ferry_once() {
 	local n=$1 port; port=$(free_port)
 	local zc=(); [ -n "$ZEROCOPY" ] && zc=(--zerocopy)
 	"$FERRY" listen "tcp:127.0.0.1:$port" --ram "$RAM" --huge --json --timeout 600000 \
-		>"$tmp/dst.json" 2>"$tmp/dst.err" & local dpid=$!; pids+=($dpid)
+		>"$tmp/dst.json" 2>"$tmp/dst.err" & local dpid=$!; pids+=("$dpid")
 	wait_listen "$port"
 	"$FERRY" send "tcp:127.0.0.1:$port" --ram "$RAM" --huge --non-live --channels "$n" \
 		"${zc[@]}" --json --timeout 600000 >"$tmp/src.json" 2>"$tmp/src.err" || true
@@ -82,15 +65,10 @@ EOF
 # One iperf3 run with $1 streams (channel count 0, the main stream alone, is
 # compared with one stream); appends {"kind":"iperf3",...} to $OUT.
 iperf_once() {
-	local n=$1 port; port=$(free_port)
-	local streams=$n; [ "$n" -eq 0 ] && streams=1
-	iperf3 -s -p "$port" -B 127.0.0.1 >/dev/null 2>&1 & local spid=$!; pids+=($spid)
-	wait_listen "$port"
+	local n=$1 streams=$1
+	[ "$n" -eq 0 ] && streams=1
 	# shellcheck disable=SC2086 # IPERF_ARGS is a list of options
-	iperf3 -c 127.0.0.1 -p "$port" -P "$streams" -t "$IPERF_TIME" $IPERF_ARGS -J \
-		>"$tmp/iperf.json" || echo "iperf3 -P $streams failed" >&2
-	kill "$spid" 2>/dev/null || true
-	wait "$spid" 2>/dev/null || true
+	iperf_json "$streams" "$IPERF_TIME" "$tmp/iperf.json" $IPERF_ARGS || true
 	python3 - "$n" "$tmp/iperf.json" >>"$OUT" <<'EOF'
 import json, sys
 try:

@@ -31,32 +31,16 @@ for t in iperf3 python3 certtool; do
 	command -v $t >/dev/null || { echo "$t missing" >&2; exit 2; }
 done
 
-pids=()
-tmp=$(mktemp -d)
-cleanup() {
-	for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-	rm -rf "$tmp"
-}
-trap cleanup EXIT
+# shellcheck source=bench/lib.sh
+. "$HERE/lib.sh"
 sh "$HERE/../tests/channels/make-tls-certs.sh" "$tmp/certs"
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
-
-wait_listen() {
-	for _ in $(seq 1200); do
-		ss -Hltn "sport = :$1" | grep -q . && return 0
-		sleep 0.1
-	done
-	echo "nothing listens on port $1" >&2
-	return 1
-}
 
 # One migration over $1 channels, in mode $2 (plain or tls); appends a JSON line to $OUT.
 ferry_once() {
 	local n=$1 mode=$2 port; port=$(free_port)
 	local tls=(); [ "$mode" = tls ] && tls=(--tls-creds "$tmp/certs/good")
 	"$FERRY" listen "tcp:127.0.0.1:$port" --ram "$RAM" --huge --json --timeout 600000 \
-		"${tls[@]}" >"$tmp/dst.json" 2>"$tmp/dst.err" & local dpid=$!; pids+=($dpid)
+		"${tls[@]}" >"$tmp/dst.json" 2>"$tmp/dst.err" & local dpid=$!; pids+=("$dpid")
 	wait_listen "$port"
 	"$FERRY" send "tcp:127.0.0.1:$port" --ram "$RAM" --huge --non-live --channels "$n" \
 		"${tls[@]}" --json --timeout 600000 >"$tmp/src.json" 2>"$tmp/src.err" || true
@@ -72,14 +56,9 @@ EOF
 }
 
 iperf_once() {
-	local n=$1 port; port=$(free_port)
-	local streams=$n; [ "$n" -eq 0 ] && streams=1
-	iperf3 -s -p "$port" -B 127.0.0.1 >/dev/null 2>&1 & local spid=$!; pids+=($spid)
-	wait_listen "$port"
-	iperf3 -c 127.0.0.1 -p "$port" -P "$streams" -t "$IPERF_TIME" -J \
-		>"$tmp/iperf.json" || echo "iperf3 -P $streams failed" >&2
-	kill "$spid" 2>/dev/null || true
-	wait "$spid" 2>/dev/null || true
+	local n=$1 streams=$1
+	[ "$n" -eq 0 ] && streams=1
+	iperf_json "$streams" "$IPERF_TIME" "$tmp/iperf.json" || true
 	python3 - "$n" "$tmp/iperf.json" >>"$OUT" <<'EOF'
 import json, sys
 j = json.load(open(sys.argv[2]))

@@ -22,19 +22,13 @@ mkdir -p "$(dirname "$OUT")"
 [ -x "$FERRY" ] || { echo "no $FERRY: build first" >&2; exit 2; }
 command -v iperf3 >/dev/null || { echo "iperf3 missing (apt-get install iperf3)" >&2; exit 2; }
 
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket;s=socket.socket();s.bind(("127.0.0.1",0));print(s.getsockname()[1])'; }
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
 iperf_once() {
-	local port; port=$(free_port)
-	iperf3 -s -1 -p "$port" -B 127.0.0.1 >/dev/null 2>&1 & pids+=($!)
-	sleep 0.3
-	iperf3 -c 127.0.0.1 -p "$port" -t 5 -J |
-		python3 -c 'import json,sys; print(json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"]/8)'
+	iperf_json 1 5 "$tmp/iperf.json" &&
+		python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["end"]["sum_received"]["bits_per_second"]/8)' "$tmp/iperf.json"
 }
 
 # One migration; prints "source-json<TAB>destination-json" and the CPU seconds of each side.
@@ -42,8 +36,8 @@ migrate_once() {
 	local ram=$1 vcpus=$2 rate=$3 port; port=$(free_port)
 	local dlog slog; dlog=$(mktemp); slog=$(mktemp)
 	/usr/bin/time -f '%U %S' -o "$dlog.cpu" "$FERRY" listen "tcp:127.0.0.1:$port" --ram "$ram" \
-		--vcpus "$vcpus" --json --timeout 600000 >"$dlog" 2>/dev/null & local dpid=$!; pids+=($dpid)
-	sleep 0.3
+		--vcpus "$vcpus" --json --timeout 600000 >"$dlog" 2>/dev/null & local dpid=$!; pids+=("$dpid")
+	wait_listen "$port"
 	/usr/bin/time -f '%U %S' -o "$slog.cpu" "$FERRY" send "tcp:127.0.0.1:$port" --ram "$ram" \
 		--vcpus "$vcpus" --dirty-rate "$rate" --downtime-limit "$LIMIT" --json \
 		--timeout 600000 >"$slog" 2>/dev/null || true
