@@ -184,6 +184,9 @@ struct eng_dp {
 	pthread_mutex_t pace_lock;    /* guards pace_next_ns */
 	uint64_t pace_next_ns;	      /* where the next send's slot starts (workers.c) */
 	_Atomic uint64_t round_pages; /* pages handed out in the open round */
+	/* source, migration thread: the round's last progress seen (eng_dp_round) */
+	uint64_t seen_pages, seen_at_ns;
+	uint32_t seen_finished;
 	/* destination */
 	uint64_t *lane_round; /* the last sync point each lane reported */
 	bool *lane_ended;     /* the lane ended normally (END after its last sync) */

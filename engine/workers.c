@@ -26,9 +26,8 @@
 
 #include "internal.h"
 
-#define WAIT_STEP_NS	 (50 * 1000000ull)
-#define SYNC_TIMEOUT_NS	 (60 * 1000000000ull)
-#define STALL_TIMEOUT_NS (60 * 1000000000ull)
+#define WAIT_STEP_NS	(50 * 1000000ull)
+#define SYNC_TIMEOUT_NS (60 * 1000000000ull)
 
 static uint64_t thread_cpu_ns(void)
 {
@@ -271,8 +270,12 @@ int eng_dp_round(struct ferry_engine *eng, uint64_t wait_ns)
 {
 	struct eng_dp *dp = &eng->dp;
 	uint64_t now = eng_now_ns(), until = wait_ns ? now + wait_ns : 0;
-	uint64_t seen_pages, seen_at = now;
-	uint32_t seen_finished;
+	/*
+	 * The user's stall bound, on the round's progress since it opened: the
+	 * main stream's small PART sections (one per call, every 50 ms) keep
+	 * the watchdog's byte count moving while a lane is stuck; this does not.
+	 */
+	uint64_t stall_ns = eng->params.stall_timeout_ms * 1000000ull;
 	int ret = 0;
 
 	pthread_mutex_lock(&dp->lock);
@@ -281,10 +284,11 @@ int eng_dp_round(struct ferry_engine *eng, uint64_t wait_ns)
 		dp->finished = 0;
 		dp->round_open = true;
 		atomic_store(&dp->round_pages, 0);
+		dp->seen_pages = 0;
+		dp->seen_finished = 0;
+		dp->seen_at_ns = now;
 		pthread_cond_broadcast(&dp->cond);
 	}
-	seen_pages = atomic_load(&dp->round_pages);
-	seen_finished = dp->finished;
 	while (dp->finished < dp->lanes && !dp->err) {
 		uint64_t p;
 
@@ -300,11 +304,11 @@ int eng_dp_round(struct ferry_engine *eng, uint64_t wait_ns)
 		timed_wait(&dp->cond, &dp->lock, WAIT_STEP_NS);
 		now = eng_now_ns();
 		p = atomic_load(&dp->round_pages);
-		if (p != seen_pages || dp->finished != seen_finished) {
-			seen_pages = p;
-			seen_finished = dp->finished;
-			seen_at = now;
-		} else if (now - seen_at >= STALL_TIMEOUT_NS) {
+		if (p != dp->seen_pages || dp->finished != dp->seen_finished) {
+			dp->seen_pages = p;
+			dp->seen_finished = dp->finished;
+			dp->seen_at_ns = now;
+		} else if (now - dp->seen_at_ns >= stall_ns) {
 			ret = -ETIMEDOUT;
 			break;
 		}
@@ -319,8 +323,10 @@ int eng_dp_round(struct ferry_engine *eng, uint64_t wait_ns)
 		dp->round_open = false;
 	pthread_mutex_unlock(&dp->lock);
 	if (ret == -ETIMEDOUT)
-		eng_fail(eng, ret, "the data path made no progress for %llu s in round %" PRIu64,
-			 STALL_TIMEOUT_NS / 1000000000ull, dp->round);
+		eng_fail(eng, ret,
+			 "the data path stalled: no progress for %" PRIu64 " ms in round %" PRIu64
+			 " (stall timeout)",
+			 eng->params.stall_timeout_ms, dp->round);
 	else if (ret < 0 && ret != FERRY_ECANCELED)
 		eng_fail(eng, ret, "a data connection failed in round %" PRIu64 ": %s", dp->round,
 			 ferry_strerror(ret));

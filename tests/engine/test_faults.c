@@ -605,6 +605,15 @@ static void run_net_row(const struct fx_row *r)
 			cr_assert_str_eq(st.transport, "rdma", ROW_FMT "transport '%s'",
 					 ROW_ARGS(r), st.transport);
 	}
+	if (r->fault == FX_STALL && r->expect == FX_DEST_FAILS) {
+		struct ferry_stats st;
+
+		/* A stall is noticed as one (by either side), not at the row's deadline. */
+		status_of(&src, &st);
+		cr_assert(!strstr(st.error_msg, "migration timed out"),
+			  ROW_FMT "the source gave up only at its deadline: %s", ROW_ARGS(r),
+			  st.error_msg);
+	}
 	bad = check_dest(r, &src, &dst);
 	check_source(r, &src, guest_attr.vcpus, NULL,
 		     r->fault == FX_CORRUPT_PAYLOAD || r->expect == FX_PAYLOAD_GAP);
