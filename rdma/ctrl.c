@@ -89,8 +89,10 @@ struct rdm_wire_flush {
 	struct rdm_wire_hdr h;
 	uint64_t tag;
 	uint64_t seq;
+	uint64_t bytes;
+	uint64_t zero_bytes;
 };
-static_assert(sizeof(struct rdm_wire_flush) == 32, "flush");
+static_assert(sizeof(struct rdm_wire_flush) == 48, "flush");
 
 /* rdma_cm private data of the source's connect (RC REQ carries at least 56 bytes). */
 struct rdm_wire_conn_req {
@@ -249,6 +251,8 @@ uint32_t rdm_msg_to_wire(const struct rdm_msg *m, void *buf)
 		struct rdm_wire_flush w = {
 		    .tag = htobe64(m->u.flush.tag),
 		    .seq = htobe64(m->u.flush.seq),
+		    .bytes = htobe64(m->u.flush.bytes),
+		    .zero_bytes = htobe64(m->u.flush.zero_bytes),
 		};
 		hdr_to_wire(m, len, &w.h);
 		memcpy(buf, &w, sizeof(w));
@@ -408,6 +412,13 @@ int rdm_msg_from_wire(const void *buf, uint32_t len, struct rdm_msg *m, const ch
 		memcpy(&w, buf, sizeof(w));
 		m->u.flush.tag = be64toh(w.tag);
 		m->u.flush.seq = be64toh(w.seq);
+		m->u.flush.bytes = be64toh(w.bytes);
+		m->u.flush.zero_bytes = be64toh(w.zero_bytes);
+		/* A count is an account of bytes, never more zero bytes than bytes. */
+		if (m->u.flush.zero_bytes > m->u.flush.bytes) {
+			*why = "zero bytes beyond the bytes written";
+			return FERRY_EBADSTREAM;
+		}
 		break;
 	}
 	default:

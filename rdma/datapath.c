@@ -304,6 +304,7 @@ struct rdp_dest {
 	bool (*peer_gone)(void *);
 	void *peer_opaque;
 	int timeout_ms;
+	uint32_t page_size;
 	/* set by listen() before any worker runs; abort() may read it any time */
 	_Atomic(struct ferry_rdma_dest *) dst;
 	atomic_bool aborted;
@@ -316,11 +317,12 @@ static int rdp_dest_create(const struct ferry_dp_dest_attr *attr, void **ctx)
 	int ret;
 
 	if (!attr->uri || !attr->blocks || !attr->nblocks || !attr->lanes ||
-	    attr->lanes > FERRY_RDMA_MAX_LANES)
+	    attr->lanes > FERRY_RDMA_MAX_LANES || !attr->page_size)
 		return -EINVAL;
 	d = calloc(1, sizeof(*d));
 	if (!d)
 		return -ENOMEM;
+	d->page_size = attr->page_size;
 	ferry_rdma_dest_attr_init(&d->a);
 	ret = parse_addr(attr->uri, attr->port, d->host, sizeof(d->host), &d->a.port);
 	if (!ret)
@@ -459,6 +461,11 @@ static void rdp_dest_lane_stats(void *ctx, uint32_t lane, struct ferry_dp_lane_s
 	if (!dst)
 		return;
 	ferry_rdma_dest_lane_stats(dst, lane, &ls);
+	/* The pages as the source accounts for them in its flushes: they land
+	 * without this CPU, which cannot count them itself. */
+	out->page_bytes = ls.bytes - ls.zero_bytes;
+	out->pages = out->page_bytes / d->page_size;
+	out->zero_pages = ls.zero_bytes / d->page_size;
 	out->sync_round = ls.last_tag;
 	out->memcpy_bytes = ls.memcpy_bytes;
 }

@@ -399,6 +399,12 @@ static void handle_request(struct ferry_rdma_dest *dst, struct rdm_dlane *dl, ui
 		pthread_mutex_lock(&dst->lock);
 		if (!dl->flushed || m.u.flush.tag > dl->flush_tag)
 			dl->flush_tag = m.u.flush.tag;
+		/* Statistics only (the pages landed without this CPU): the source's
+		 * account, kept monotonic whatever a peer claims. */
+		if (m.u.flush.bytes > dl->src_bytes) {
+			dl->src_bytes = m.u.flush.bytes;
+			dl->src_zero_bytes = m.u.flush.zero_bytes;
+		}
 		dl->flushed = true;
 		pthread_cond_broadcast(&dst->cond);
 		pthread_mutex_unlock(&dst->lock);
@@ -760,6 +766,8 @@ void ferry_rdma_dest_lane_stats(struct ferry_rdma_dest *dst, uint32_t lane,
 	out->flushes = rdm_read(&dst->lanes[lane].flushes);
 	pthread_mutex_lock(&dst->lock);
 	out->last_tag = dst->lanes[lane].flush_tag;
+	out->bytes = dst->lanes[lane].src_bytes;
+	out->zero_bytes = dst->lanes[lane].src_zero_bytes;
 	pthread_mutex_unlock(&dst->lock);
 }
 

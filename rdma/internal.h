@@ -33,8 +33,9 @@
 #define rdm_info(...) ferry_log_msg(FERRY_LOG_INFO, RDM_LOG, __VA_ARGS__)
 #define rdm_dbg(...)  ferry_log_msg(FERRY_LOG_DEBUG, RDM_LOG, __VA_ARGS__)
 
-/* Protocol version carried in the rdma_cm private data and in HELLO. */
-#define RDM_VERSION 1
+/* Protocol version carried in the rdma_cm private data and in HELLO
+ * (2: FLUSH_REQ/FLUSH carry the lane's byte counts). */
+#define RDM_VERSION 2
 /* "FRDM": first word of every rdma_cm private data ferry sends. */
 #define RDM_MAGIC 0x4652444du
 
@@ -336,6 +337,9 @@ struct rdm_msg {
 		} chunk; /* REG_REQ, REG, UNREG_REQ, UNREG */
 		struct {
 			uint64_t tag, seq;
+			/* FLUSH_REQ: bytes the lane wrote so far, of them zero pages
+			 * (the source's account; FLUSH echoes them) */
+			uint64_t bytes, zero_bytes;
 		} flush; /* FLUSH_REQ, FLUSH */
 	} u;
 };
@@ -558,8 +562,10 @@ struct rdm_dlane {
 	struct rdm_ctrl ctrl;
 	struct rdm_cmap chunks; /* CHUNKED: the chunks this lane's source registered */
 	uint64_t flush_tag;	/* under dst->lock */
-	bool flushed;		/* under dst->lock */
-	bool ended;		/* the source said BYE: the lane ends normally; under dst->lock */
+	/* the source's account in its last FLUSH_REQ (stats); under dst->lock */
+	uint64_t src_bytes, src_zero_bytes;
+	bool flushed; /* under dst->lock */
+	bool ended;   /* the source said BYE: the lane ends normally; under dst->lock */
 	rdm_counter flushes;
 };
 

@@ -286,8 +286,10 @@ struct ferry_rdma_stats {
 /**
  * struct ferry_rdma_lane_stats - the counters of one lane (plain data; they
  * only grow, and may lag a little behind the lane's thread).
- * @bytes: source: RDMA WRITE payload bytes (zero runs included).
- * @zero_bytes: source: bytes of zero runs.
+ * @bytes: source: RDMA WRITE payload bytes (zero runs included); destination:
+ *   the same count as the source gave it in its last flush (the writes land
+ *   without the destination's CPU, so it has only the source's account).
+ * @zero_bytes: bytes of zero runs (destination: as the source accounted).
  * @writes, @signaled: source: work requests, and those that asked for a completion.
  * @flushes: flushes completed (source) or received (destination).
  * @last_tag: the tag of the lane's last completed (source) or received

@@ -865,6 +865,9 @@ int rdm_lane_flush(struct rdm_lane *l, uint64_t tag)
 		return ret;
 	m.u.flush.tag = tag;
 	m.u.flush.seq = ++l->flush_seq;
+	/* Every write counted here was posted before this SEND: the account is the lane's. */
+	m.u.flush.bytes = rdm_read(&l->bytes);
+	m.u.flush.zero_bytes = rdm_read(&l->zero_bytes);
 	ret = rdm_lane_call(l, &m, RDM_MSG_FLUSH);
 	if (ret)
 		return ret;

@@ -149,6 +149,12 @@ static void over_rdma(const char *reg, uint32_t qps, enum bench_dirty_kind dirty
 	cr_assert_eq(d.memcpy_bytes, 0);
 	cr_assert_geq(s.normal_pages + s.zero_pages, guest_attr.ram_bytes / 4096);
 	cr_assert_geq(s.transferred, s.normal_bytes);
+	/* The destination's counters: the source's account, carried by its flushes. */
+	cr_assert_eq(d.normal_pages, s.normal_pages, "destination %lu pages, source %lu",
+		     (unsigned long)d.normal_pages, (unsigned long)s.normal_pages);
+	cr_assert_eq(d.zero_pages, s.zero_pages, "destination %lu zero pages, source %lu",
+		     (unsigned long)d.zero_pages, (unsigned long)s.zero_pages);
+	cr_assert_eq(d.normal_bytes, s.normal_bytes);
 	n = ferry_engine_get_worker_stats(src.eng, ws, FERRY_MAX_CHANNELS);
 	cr_assert_eq(n, (int)qps);
 	for (int i = 0; i < n; i++) {

@@ -32,6 +32,39 @@ Test(rdma_wire, hello_golden_bytes)
 	cr_assert_arr_eq(buf, want, 40);
 }
 
+Test(rdma_wire, flush_req_golden_bytes_and_counts)
+{
+	/* Version 2: the lane's byte counts ride on each flush request. */
+	struct rdm_msg m = {.type = RDM_MSG_FLUSH_REQ, .req = 9}, back;
+	static const uint8_t want[48] = {
+	    0, 9, 0, 0, 0, 0,	 0,    48, 0, 0, 0, 0, 0, 0, 0, 9, /* header */
+	    0, 0, 0, 0, 0, 0,	 0,    3,			   /* tag */
+	    0, 0, 0, 0, 0, 0,	 0,    5,			   /* seq */
+	    0, 0, 0, 0, 0, 0x10, 0,    0,			   /* bytes: 1 MiB */
+	    0, 0, 0, 0, 0, 0,	 0x20, 0,			   /* zero bytes: 8 KiB */
+	};
+	const char *why;
+
+	m.u.flush.tag = 3;
+	m.u.flush.seq = 5;
+	m.u.flush.bytes = 1 << 20;
+	m.u.flush.zero_bytes = 8192;
+	cr_assert_eq(rdm_msg_to_wire(&m, buf), 48);
+	cr_assert_arr_eq(buf, want, 48);
+	cr_assert_eq(rdm_msg_from_wire(buf, 48, &back, &why), 0, "%s", why);
+	cr_assert_eq(back.u.flush.bytes, 1 << 20);
+	cr_assert_eq(back.u.flush.zero_bytes, 8192);
+	/* More zero bytes than bytes is no account: refused. */
+	buf[46] = 0x20;
+	buf[45] = 0x20;
+	cr_assert_eq(rdm_msg_from_wire(buf, 48, &back, &why), FERRY_EBADSTREAM);
+	cr_assert(strstr(why, "zero bytes"), "%s", why);
+	/* A version 1 flush (32 bytes) is refused by its length. */
+	memcpy(buf, want, 32);
+	buf[7] = 32;
+	cr_assert_eq(rdm_msg_from_wire(buf, 32, &back, &why), FERRY_EBADSTREAM);
+}
+
 static void roundtrip(struct rdm_msg *m)
 {
 	struct rdm_msg back;
@@ -94,6 +127,8 @@ Test(rdma_wire, round_trips_and_truncations)
 		case RDM_MSG_FLUSH:
 			m.u.flush.tag = ~0ull;
 			m.u.flush.seq = 12;
+			m.u.flush.bytes = 5ull << 30;
+			m.u.flush.zero_bytes = 1ull << 30;
 			break;
 		}
 		roundtrip(&m);
