@@ -676,6 +676,10 @@ static int dp_try_offer(struct ferry_engine *eng)
 		snprintf(why, sizeof(why), "%s data path to %s unavailable: %s", dp->sops->name,
 			 dp->uri, dp->refused[0] ? dp->refused : ferry_strerror(ret));
 		dp_drop_source(eng);
+		/* The destination said something other than a refusal (it failed, or
+		 * broke the protocol): the migration failed with that, no fallback. */
+		if (atomic_load(&dp->dest_spoke))
+			return ret;
 		if (eng->params.no_fallback || !dp->fallback_sops ||
 		    !ferry_rdma_dp_fallback_error(ret)) {
 			eng_fail(eng, ret, "%s (fallback to TCP %s)", why,

@@ -18,7 +18,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <ferry/engine.h>
@@ -29,6 +28,7 @@
 
 #include "bench/guest.h"
 #include "fault_proxy.h"
+#include "talker.h"
 
 struct side {
 	struct ferry_engine *eng;
@@ -567,88 +567,22 @@ Test(engine_datapath, lane_with_a_foreign_id_is_refused)
 /* ---- the destination writes while the lanes connect ------------------------------------ */
 
 /*
- * A destination of our own making: it reads the main stream and, 300 ms in,
- * writes @msg on the return path. The source's lanes connect to the same
- * port and wait in its backlog, unanswered: without the watchdog reading the
- * return path, the source would wait out its 20 s lane connect.
+ * The source, with 2 TCP lanes, against a destination that says @msg on the
+ * return path while the lanes connect (talker.h): it must fail with @err and
+ * @text, at once rather than at its 20 s lane connect, its guest running on.
  */
-struct talker {
-	int listen_fd, port;
-	uint8_t msg[256];
-	size_t msg_len;
-	pthread_t th;
-};
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void *talker_main(void *arg)
-{
-	struct talker *t = arg;
-	int fd = accept(t->listen_fd, NULL, NULL);
-	int64_t t0 = mono_ms();
-	bool said = false;
-	char buf[65536];
-
-	if (fd < 0)
-		return NULL;
-	while (mono_ms() - t0 < 30000) {
-		struct pollfd p = {.fd = fd, .events = POLLIN};
-		int n = poll(&p, 1, 50);
-
-		if (n < 0 || (n == 1 && read(fd, buf, sizeof(buf)) <= 0))
-			break;
-		if (!said && mono_ms() - t0 >= 300) {
-			said = write(fd, t->msg, t->msg_len) == (ssize_t)t->msg_len;
-			if (!said)
-				break;
-		}
-	}
-	close(fd);
-	return NULL;
-}
-
-static size_t put_rp(uint8_t *b, uint16_t type, uint16_t len, uint32_t value, const char *text)
-{
-	size_t n = text ? strlen(text) : 0;
-
-	b[0] = (uint8_t)(type >> 8);
-	b[1] = (uint8_t)type;
-	b[2] = (uint8_t)(len >> 8);
-	b[3] = (uint8_t)len;
-	for (int i = 0; i < 4; i++)
-		b[4 + i] = (uint8_t)(value >> (24 - 8 * i));
-	if (n)
-		memcpy(b + 8, text, n);
-	return 8 + n;
-}
-
-/* The source, with 2 TCP lanes, against a talker saying @msg: fails with @err and @text. */
 static void source_hears(const uint8_t *msg, size_t len, int err, const char *text)
 {
-	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t sl = sizeof(sa);
-	struct talker t = {.msg_len = len};
+	struct talker t;
 	struct side src;
 	struct ferry_stats st;
 	char uri[64];
 	uint64_t w0;
 
-	memcpy(t.msg, msg, len);
-	t.listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	cr_assert_geq(t.listen_fd, 0);
-	cr_assert_eq(bind(t.listen_fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	cr_assert_eq(listen(t.listen_fd, 16), 0);
-	cr_assert_eq(getsockname(t.listen_fd, (struct sockaddr *)&sa, &sl), 0);
-	cr_assert_eq(pthread_create(&t.th, NULL, talker_main, &t), 0);
+	talker_start(&t, "127.0.0.1", msg, len);
 	make_side(&src, &small_live, true);
 	set_channels(&src, 2, NULL);
-	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", ntohs(sa.sin_port));
+	snprintf(uri, sizeof(uri), "tcp:127.0.0.1:%d", t.port);
 	cr_assert_eq(ferry_migrate_sync(src.eng, uri), FERRY_STATUS_FAILED);
 	ferry_engine_get_stats(src.eng, &st);
 	cr_log_info("failed after %lu ms: %s", (unsigned long)st.total_ms, st.error_msg);
@@ -657,9 +591,7 @@ static void source_hears(const uint8_t *msg, size_t len, int err, const char *te
 	w0 = bench_guest_page_writes(src.guest);
 	usleep(50000);
 	cr_assert_gt(bench_guest_page_writes(src.guest), w0, "the source's vCPUs did not resume");
-	shutdown(t.listen_fd, SHUT_RDWR);
-	pthread_join(t.th, NULL);
-	close(t.listen_fd);
+	talker_stop(&t);
 	free_side(&src);
 }
 
@@ -667,7 +599,7 @@ Test(engine_datapath, destination_failing_while_the_lanes_connect_is_heard)
 {
 	uint8_t m[16];
 
-	source_hears(m, put_rp(m, 1, 4, 7, NULL), FERRY_EPEERABORT,
+	source_hears(m, talker_rp_msg(m, 1, 4, 7, NULL), FERRY_EPEERABORT,
 		     "the destination failed while the lanes connected (status 7)");
 }
 
@@ -678,7 +610,7 @@ Test(engine_datapath, destination_refusing_tcp_lanes_fails_the_source)
 	uint8_t m[64];
 	const char *why = "no usable RDMA device";
 
-	source_hears(m, put_rp(m, 0x4601, (uint16_t)(4 + strlen(why)), (uint32_t)-19, why),
+	source_hears(m, talker_rp_msg(m, 0x4601, (uint16_t)(4 + strlen(why)), (uint32_t)-19, why),
 		     FERRY_ENORDMA, "the destination cannot take them: no usable RDMA device");
 }
 
@@ -688,13 +620,13 @@ Test(engine_datapath, hostile_return_path_while_the_lanes_connect)
 	char big[202];
 
 	/* Another type, a refusal longer than its bound, a SHUT of the wrong size. */
-	source_hears(m, put_rp(m, 0x1234, 4, 0, NULL), FERRY_EBADSTREAM,
+	source_hears(m, talker_rp_msg(m, 0x1234, 4, 0, NULL), FERRY_EBADSTREAM,
 		     "return-path message 4660 of 4 bytes while the lanes connected");
 	memset(big, 'a', sizeof(big) - 1);
 	big[sizeof(big) - 1] = '\0';
-	source_hears(m, put_rp(m, 0x4601, 4 + 201, 0, big), FERRY_EBADSTREAM,
+	source_hears(m, talker_rp_msg(m, 0x4601, 4 + 201, 0, big), FERRY_EBADSTREAM,
 		     "return-path message 17921 of 205 bytes");
-	source_hears(m, put_rp(m, 1, 8, 0, "abcd"), FERRY_EBADSTREAM,
+	source_hears(m, talker_rp_msg(m, 1, 8, 0, "abcd"), FERRY_EBADSTREAM,
 		     "return-path message 1 of 8 bytes");
 }
 

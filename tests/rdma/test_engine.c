@@ -22,6 +22,7 @@
 
 #include "bench/guest.h"
 #include "channels/helpers.h"
+#include "engine/talker.h"
 #include "helpers.h"
 
 struct side {
@@ -71,6 +72,20 @@ static void free_side(struct side *s)
 static void stats_of(struct side *s, struct ferry_stats *st)
 {
 	ferry_engine_get_stats(s->eng, st);
+}
+
+/* After a failed migration: the source's vCPUs run on and its memory is consistent. */
+static void expect_source_unharmed(struct side *src)
+{
+	char why[512];
+	uint64_t w0;
+
+	/* 2 MiB/s over 2 vCPUs: a batch of 64 page writes every 250 ms each. */
+	w0 = bench_guest_page_writes(src->guest);
+	usleep(1000000);
+	cr_assert_gt(bench_guest_page_writes(src->guest), w0, "the source's vCPUs stopped");
+	bench_guest_stop_vcpus(src->guest);
+	cr_assert_eq(bench_guest_check_ab(src->guest, why, sizeof(why)), 0, "%s", why);
 }
 
 /* Destination on rdma:HOST:0, then the source on rdma:HOST:<its port>; wait for both. */
@@ -300,6 +315,39 @@ Test(rdma_engine, fallback_when_the_destination_cannot_over_tls, .timeout = 240)
 	fallback_when_the_destination_cannot(true);
 }
 
+/*
+ * While the queue pairs connect, the destination writes SHUT (it failed)
+ * instead of a refusal: heard at once, and a failure, not a reason to fall
+ * back to TCP lanes (talker.h: nothing listens for rdma_cm on PORT + 1).
+ */
+Test(rdma_engine, destination_failing_while_the_queue_pairs_connect_is_no_fallback, .timeout = 120)
+{
+	struct ferry_params p = {
+	    .channels = 2, .rdma_registration = "pin-all", .timeout_ms = 60000};
+	struct talker t;
+	struct side src;
+	struct ferry_stats s;
+	struct rt_env env;
+	uint8_t m[16];
+	char uri[128];
+
+	rt_env_or_skip(&env);
+	talker_start(&t, env.ip, m, talker_rp_msg(m, 1, 4, 7, NULL));
+	make_side(&src, true, &p);
+	snprintf(uri, sizeof(uri), "rdma:%s:%d", env.ip, t.port);
+	cr_assert_eq(ferry_migrate_sync(src.eng, uri), FERRY_STATUS_FAILED);
+	stats_of(&src, &s);
+	cr_log_info("failed after %lu ms: %s", (unsigned long)s.total_ms, s.error_msg);
+	cr_assert_eq(s.error, FERRY_EPEERABORT, "%s: %s", ferry_err_name(s.error), s.error_msg);
+	cr_assert(
+	    strstr(s.error_msg, "the destination failed while the lanes connected (status 7)"),
+	    "%s", s.error_msg);
+	cr_assert_str_eq(s.fallback_reason, "", "fell back: %s", s.fallback_reason);
+	expect_source_unharmed(&src);
+	talker_stop(&t);
+	free_side(&src);
+}
+
 /* ---- without a device (any host without RDMA) ------------------------------------------ */
 
 static void skip_if_rdma(void)
@@ -406,8 +454,6 @@ Test(rdma_engine, fallback_forbidden_fails_cleanly)
 	struct ferry_params p = {.channels = 2, .no_fallback = true};
 	struct side src, dst;
 	struct ferry_stats s, d;
-	char why[512];
-	uint64_t w0;
 
 	skip_if_rdma();
 	make_side(&src, true, &p);
@@ -420,13 +466,7 @@ Test(rdma_engine, fallback_forbidden_fails_cleanly)
 	cr_assert(strstr(s.error_msg, "forbidden") && strstr(s.error_msg, "RDMA"), "'%s'",
 		  s.error_msg);
 	cr_assert_eq(d.status, FERRY_STATUS_FAILED, "destination: %s", ferry_status_name(d.status));
-	/* The source guest is unharmed: its vCPUs run on, its memory is consistent. */
-	/* 2 MiB/s over 2 vCPUs: a batch of 64 page writes every 250 ms each. */
-	w0 = bench_guest_page_writes(src.guest);
-	usleep(1000000);
-	cr_assert_gt(bench_guest_page_writes(src.guest), w0, "the source's vCPUs stopped");
-	bench_guest_stop_vcpus(src.guest);
-	cr_assert_eq(bench_guest_check_ab(src.guest, why, sizeof(why)), 0, "%s", why);
+	expect_source_unharmed(&src);
 	free_side(&src);
 	free_side(&dst);
 }
