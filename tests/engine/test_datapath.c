@@ -87,6 +87,15 @@ static void expect_status(struct ferry_engine *eng, enum ferry_status want, cons
 		     ferry_status_name(st.status), ferry_status_name(want), st.error_msg);
 }
 
+/* After a failed or cancelled migration: the source's vCPUs write again. */
+static void expect_vcpus_resumed(struct side *src)
+{
+	uint64_t w0 = bench_guest_page_writes(src->guest);
+
+	usleep(50000);
+	cr_assert_gt(bench_guest_page_writes(src->guest), w0, "the source's vCPUs did not resume");
+}
+
 /* Start the destination on @dst_uri, then the source on @src_uri (":PORT" completed). */
 static void start_pair(struct side *src, struct side *dst, const char *src_uri, const char *dst_uri,
 		       int port_override)
@@ -509,11 +518,7 @@ static void dropped_lane(uint32_t vcpus)
 	if (!vcpus) {
 		cr_assert_eq(memcmp(control, ram, len), 0, "the source's RAM changed");
 	} else {
-		uint64_t w0 = bench_guest_page_writes(src.guest);
-
-		usleep(50000);
-		cr_assert_gt(bench_guest_page_writes(src.guest), w0,
-			     "the source's vCPUs did not resume");
+		expect_vcpus_resumed(&src);
 	}
 	{
 		char why[128];
@@ -577,7 +582,6 @@ static void source_hears(const uint8_t *msg, size_t len, int err, const char *te
 	struct side src;
 	struct ferry_stats st;
 	char uri[64];
-	uint64_t w0;
 
 	talker_start(&t, "127.0.0.1", msg, len);
 	make_side(&src, &small_live, true);
@@ -588,9 +592,7 @@ static void source_hears(const uint8_t *msg, size_t len, int err, const char *te
 	cr_log_info("failed after %lu ms: %s", (unsigned long)st.total_ms, st.error_msg);
 	cr_assert_eq(st.error, err, "%s: %s", ferry_err_name(st.error), st.error_msg);
 	cr_assert(strstr(st.error_msg, text), "'%s' does not say '%s'", st.error_msg, text);
-	w0 = bench_guest_page_writes(src.guest);
-	usleep(50000);
-	cr_assert_gt(bench_guest_page_writes(src.guest), w0, "the source's vCPUs did not resume");
+	expect_vcpus_resumed(&src);
 	talker_stop(&t);
 	free_side(&src);
 }
@@ -673,7 +675,6 @@ Test(engine_datapath, cancel_while_the_workers_send)
 	struct ferry_params p = {.max_bandwidth = 32u << 20}; /* slow enough to catch */
 	struct side src, dst;
 	struct cancel_ctx c;
-	uint64_t w0;
 
 	make_side(&src, &a, true);
 	make_side(&dst, &a, false);
@@ -685,9 +686,7 @@ Test(engine_datapath, cancel_while_the_workers_send)
 	ferry_engine_wait(dst.eng);
 	expect_status(src.eng, FERRY_STATUS_CANCELLED, "source");
 	expect_status(dst.eng, FERRY_STATUS_FAILED, "destination");
-	w0 = bench_guest_page_writes(src.guest);
-	usleep(50000);
-	cr_assert_gt(bench_guest_page_writes(src.guest), w0, "the source's vCPUs did not resume");
+	expect_vcpus_resumed(&src);
 	free_side(&src);
 	free_side(&dst);
 }
