@@ -175,6 +175,10 @@ int ferry_engine_set_vcpu_ops(struct ferry_engine *eng, const struct ferry_vcpu_
 	return 0;
 }
 
+/* The longest time a parameter may give, in ms: its nanoseconds plus a clock reading fit in 64 bits
+ * (292 years). */
+#define PARAM_MS_MAX (UINT64_MAX / 2 / 1000000ull)
+
 int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params *p)
 {
 	if (busy(eng))
@@ -185,6 +189,14 @@ int ferry_engine_set_params(struct ferry_engine *eng, const struct ferry_params 
 	if (p->rdma_port > 65535) {
 		eng_log(FERRY_LOG_ERROR, "rdma_port %u: not 0 (PORT + 1) or 1 to 65535",
 			p->rdma_port);
+		return -EINVAL;
+	}
+	/* Deadlines are kept in nanoseconds: a longer time would wrap into a short one. */
+	if (p->timeout_ms > PARAM_MS_MAX || p->stall_timeout_ms > PARAM_MS_MAX) {
+		eng_log(FERRY_LOG_ERROR,
+			"timeout_ms %" PRIu64 " / stall_timeout_ms %" PRIu64 ": at most %" PRIu64
+			" ms (0 for the default)",
+			p->timeout_ms, p->stall_timeout_ms, (uint64_t)PARAM_MS_MAX);
 		return -EINVAL;
 	}
 	if (p->rdma_registration && p->rdma_registration[0] &&

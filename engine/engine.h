@@ -99,7 +99,9 @@ struct ferry_vcpu_ops {
  *                       (default 300)
  * @max_bandwidth:       bytes per second on the wire, 0 = unlimited
  * @timeout_ms:          fail a migration still running after this long
- *                       (default 0 = never)
+ *                       (default 0 = never). This and @stall_timeout_ms are
+ *                       at most UINT64_MAX / 2 / 1000000 (292 years; kept in
+ *                       nanoseconds); more is -EINVAL
  * @auto_converge:       throttle the vCPUs when rounds stop shrinking
  * @throttle_initial:    first throttle step, percent (default 20)
  * @throttle_increment:  each further step (default 10)

@@ -314,6 +314,24 @@ Test(engine_migrate, bad_uri_is_refused_without_starting)
 	free_side(&src);
 }
 
+Test(engine_migrate, times_that_would_wrap_are_refused)
+{
+	/* Deadlines are kept in nanoseconds: UINT64_MAX ms would wrap to a short wait. */
+	struct ferry_engine *eng;
+	const uint64_t max = UINT64_MAX / 2 / 1000000u;
+
+	cr_assert_eq(ferry_engine_create(&eng), 0);
+	cr_assert_eq(ferry_engine_set_params(eng, &(struct ferry_params){.timeout_ms = UINT64_MAX}),
+		     -EINVAL);
+	cr_assert_eq(
+	    ferry_engine_set_params(eng, &(struct ferry_params){.stall_timeout_ms = max + 1}),
+	    -EINVAL);
+	cr_assert_eq(ferry_engine_set_params(
+			 eng, &(struct ferry_params){.timeout_ms = max, .stall_timeout_ms = max}),
+		     0);
+	ferry_engine_destroy(eng);
+}
+
 /* ---- faults: the source's guest must come out unharmed ----------------------------- */
 
 /*
