@@ -41,12 +41,15 @@ static void *talker_main(void *arg)
 			if (!said)
 				break;
 		}
+		/* 200 ms after the message: the source has seen it and is reading it. */
+		if (said && t->hang_up && mono_ms() - t0 >= 500)
+			break;
 	}
 	close(fd);
 	return NULL;
 }
 
-void talker_start(struct talker *t, const char *host, const uint8_t *msg, size_t len)
+void talker_start(struct talker *t, const char *host, const uint8_t *msg, size_t len, bool hang_up)
 {
 	struct sockaddr_in sa = {.sin_family = AF_INET};
 	socklen_t sl = sizeof(sa);
@@ -55,6 +58,7 @@ void talker_start(struct talker *t, const char *host, const uint8_t *msg, size_t
 	memset(t, 0, sizeof(*t));
 	memcpy(t->msg, msg, len);
 	t->msg_len = len;
+	t->hang_up = hang_up;
 	cr_assert_eq(inet_pton(AF_INET, host, &sa.sin_addr), 1, "not an IPv4 address: %s", host);
 	t->listen_fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	cr_assert_geq(t->listen_fd, 0);

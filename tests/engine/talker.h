@@ -13,6 +13,7 @@
 #define FERRY_TESTS_TALKER_H
 
 #include <pthread.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -20,11 +21,14 @@ struct talker {
 	int listen_fd, port;
 	uint8_t msg[256];
 	size_t msg_len;
+	bool hang_up; /* close the main stream 200 ms after the message */
 	pthread_t th;
 };
 
-/* Listen on @host (an IPv4 address) and start; asserts on failure. */
-void talker_start(struct talker *t, const char *host, const uint8_t *msg, size_t len);
+/* Listen on @host (an IPv4 address) and start; asserts on failure. With
+ * @hang_up the main stream is closed 200 ms after the message, while the
+ * source reads it (a message cut short). */
+void talker_start(struct talker *t, const char *host, const uint8_t *msg, size_t len, bool hang_up);
 void talker_stop(struct talker *t);
 
 /* A return-path message into @b: be16 type, be16 len, be32 value, then @text

@@ -332,7 +332,7 @@ Test(rdma_engine, destination_failing_while_the_queue_pairs_connect_is_no_fallba
 	char uri[128];
 
 	rt_env_or_skip(&env);
-	talker_start(&t, env.ip, m, talker_rp_msg(m, 1, 4, 7, NULL));
+	talker_start(&t, env.ip, m, talker_rp_msg(m, 1, 4, 7, NULL), false);
 	make_side(&src, true, &p);
 	snprintf(uri, sizeof(uri), "rdma:%s:%d", env.ip, t.port);
 	cr_assert_eq(ferry_migrate_sync(src.eng, uri), FERRY_STATUS_FAILED);
